@@ -12,7 +12,9 @@ so one network serves every sub-step of a step, conditioned on which pixels are
 tested. Two families:
 
 - ``conv`` (default for channels × time images): 2 conv layers of 16 channels,
-  kernel 3×3, ELU, a 1×1 head summed over positions — a locality prior.
+  kernel 3×3, ELU, a 1×1 head summed over the positions within the receptive radius
+  of the tested pixels — a locality prior; a single-pixel sub-step costs one small
+  window around its pixel, not the whole image.
 - ``mlp`` (vectors without spatial order): 2 × 256, ELU, dropout 0.1.
 
 Regularisation: AdamW weight decay (applied by the trainer) and optional spectral
@@ -26,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -80,9 +83,64 @@ def critic_input(x: torch.Tensor, m_prev: torch.Tensor, m_blk: torch.Tensor, sha
     return planes.reshape(x.shape[0], N_PLANES, *shape)
 
 
-class ConvCritic(nn.Module):
-    """(B, 4, H, W) → (B,): same-padded conv stack, ELU, 1×1 head summed over positions.
+def substep_input(rank: torch.Tensor, bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(m_prev, m_blk), each (B, P) bool, of sub-steps given as order positions.
 
+    rank: (P,) position of every pixel in the path order; bounds: (B, 2) [start, stop):
+    pixels before ``start`` are permuted already, those in [start, stop) are tested.
+    """
+    prev = rank[None, :] < bounds[:, :1]
+    return prev, ~prev & (rank[None, :] < bounds[:, 1:])
+
+
+def pixel_crops(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape, radius
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four planes of single-pixel sub-steps, cut to a window around the tested pixel.
+
+    x: (B, P) flat images; rank: (P,) order position of every pixel; position: (B,) order
+    position of the pixel each row tests (pixels before it are permuted). radius: (r_h, r_w),
+    the critic's receptive radius. The window reaches 2·radius around the pixel: every
+    input the outputs within ``radius`` of it see. Returns planes (B, 4, 4r_h+1, 4r_w+1)
+    (zero outside the image, like zero padding) and inside (B, 1, same) float, 1 on image pixels.
+    """
+    height, width = shape
+    pad_h, pad_w = 2 * radius[0], 2 * radius[1]
+    order = torch.empty_like(rank)
+    order[rank] = torch.arange(len(rank), device=rank.device)
+    pixel = order[position]
+    padded_width = width + 2 * pad_w
+    offsets = (torch.arange(2 * pad_h + 1, device=x.device)[:, None] * padded_width
+               + torch.arange(2 * pad_w + 1, device=x.device)[None, :]).reshape(-1)
+    # the pixel sits at (h + pad_h, t + pad_w) in padded coordinates, so its window starts at (h, t)
+    index = ((pixel // width) * padded_width + pixel % width)[:, None] + offsets[None, :]  # (B, S)
+    values = F.pad(x.reshape(len(x), height, width), (pad_w, pad_w, pad_h, pad_h)).reshape(len(x), -1).gather(1, index)
+    crop_rank = F.pad(rank.reshape(height, width), (pad_w, pad_w, pad_h, pad_h), value=-1).reshape(-1)[index]
+    inside, tested = crop_rank >= 0, crop_rank == position[:, None]
+    context, prev = (crop_rank > position[:, None]).to(x.dtype), (inside & ~tested & (crop_rank < position[:, None]))
+    tested_f = tested.to(x.dtype)
+    planes = torch.stack([values * context, values * tested_f, prev.to(x.dtype), tested_f], dim=1)
+    window = (2 * pad_h + 1, 2 * pad_w + 1)
+    return planes.reshape(len(x), N_PLANES, *window), inside.to(x.dtype).reshape(len(x), 1, *window)
+
+
+class Critic(nn.Module):
+    """A critic: forward (B, 4, H, W) planes → (B,). Subclasses may evaluate sub-steps faster."""
+
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape) -> torch.Tensor:
+        """Critic values of rows x (B, P) at their sub-steps bounds (B, 2) (see :func:`substep_input`)."""
+        return self(critic_input(x, *substep_input(rank, bounds), shape))
+
+
+class ConvCritic(Critic):
+    """(B, 4, H, W) → (B,): conv stack, ELU, 1×1 head summed over the positions near the tested pixels.
+
+    Only the outputs within the receptive radius of a tested pixel see its value; the
+    others are functions of the untested pixels alone, which cannot tell P from Q and
+    would only add noise to the bound, so the head is summed over those near positions
+    (the optimal sub-step critic, log p(x_b | rest)/p(x_b), is local in the same way).
+    That makes a single-pixel sub-step cost a (4r+1)² window instead of the whole image
+    (:meth:`substep_values`). The convs are same-padded in effect: unpadded convs on
+    zero-padded input whose hidden values outside the image are zeroed.
     For a single row (H = 1) the kernel is 1 × kernel: the same function as a square kernel
     on zero padding, at a third of the cost.
     """
@@ -90,19 +148,36 @@ class ConvCritic(nn.Module):
     def __init__(self, settings: CriticSettings, shape):
         super().__init__()
         kernel = (settings.kernel if shape[0] > 1 else 1, settings.kernel)
-        layers, width = [], N_PLANES
-        for _ in range(settings.conv_layers):
-            layers += [_maybe_sn(nn.Conv2d(width, settings.channels, kernel,
-                                           padding=(kernel[0] // 2, kernel[1] // 2)), settings), nn.ELU()]
-            width = settings.channels
-        layers.append(_maybe_sn(nn.Conv2d(width, 1, 1), settings))
-        self.net = nn.Sequential(*layers)
+        self.trim = (kernel[0] // 2, kernel[1] // 2)
+        self.radius = (settings.conv_layers * self.trim[0], settings.conv_layers * self.trim[1])
+        widths = [N_PLANES] + [settings.channels] * settings.conv_layers
+        self.convs = nn.ModuleList(_maybe_sn(nn.Conv2d(a, b, kernel), settings)
+                                   for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.head = _maybe_sn(nn.Conv2d(settings.channels, 1, 1), settings)
+
+    def _output_map(self, planes: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """Head outputs (B, h − 2r_h, w − 2r_w) of padded planes (B, 4, h, w); inside (B or 1, 1, h, w)."""
+        hidden, (trim_h, trim_w) = planes, self.trim
+        for conv in self.convs:
+            inside = inside[..., trim_h:inside.shape[-2] - trim_h, trim_w:inside.shape[-1] - trim_w]
+            hidden = F.elu(conv(hidden)) * inside
+        return (self.head(hidden) * inside)[:, 0]
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
-        return self.net(planes).sum(dim=(1, 2, 3))  # (B, 1, H, W) → (B,)
+        pad = (self.radius[1], self.radius[1], self.radius[0], self.radius[0])
+        inside = F.pad(planes.new_ones((1, 1, *planes.shape[2:])), pad)
+        near = F.max_pool2d(planes[:, 3:4], (2 * self.radius[0] + 1, 2 * self.radius[1] + 1), stride=1,
+                            padding=self.radius)[:, 0]
+        return (self._output_map(F.pad(planes, pad), inside) * near).sum(dim=(1, 2))
+
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape) -> torch.Tensor:
+        if not bool((bounds[:, 1] - bounds[:, 0] == 1).all()):
+            return super().substep_values(x, rank, bounds, shape)
+        planes, inside = pixel_crops(x, rank, bounds[:, 0], shape, self.radius)
+        return self._output_map(planes, inside).sum(dim=(1, 2))
 
 
-class MLPCritic(nn.Module):
+class MLPCritic(Critic):
     """(B, 4, H, W) → (B,): the flattened planes through an ELU MLP with dropout."""
 
     def __init__(self, settings: CriticSettings, shape):
@@ -119,7 +194,7 @@ class MLPCritic(nn.Module):
         return self.net(planes).squeeze(-1)
 
 
-class ConstantCritic(nn.Module):
+class ConstantCritic(Critic):
     """f ≡ 0. Its DV bound is exactly 0 nats: the fallback of a path step whose trained
     critic scores below that on held-out data (it would only add noise, or worse, to F)."""
 
@@ -129,6 +204,9 @@ class ConstantCritic(nn.Module):
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         return planes.new_zeros(planes.shape[0]) + self.anchor
+
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape) -> torch.Tensor:
+        return x.new_zeros(len(x)) + self.anchor
 
 
 def _maybe_sn(layer: nn.Module, settings: CriticSettings) -> nn.Module:

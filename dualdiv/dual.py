@@ -25,11 +25,20 @@ import h5py
 import numpy as np
 import torch
 
-from dualdiv.critics import critic_input
 from dualdiv.divergence import sample_marginals
 from dualdiv.errors import InputError
 from dualdiv.io import atomic_output, provenance, sha256_file
-from dualdiv.path import StepSettings, combine_steps, load_critic, make_plan, step_values, substep_masks, train_step
+from dualdiv.path import (
+    StepSettings,
+    combine_steps,
+    load_critic,
+    make_plan,
+    pixel_rank,
+    step_values,
+    substep_bounds,
+    summed_substep_values,
+    train_step,
+)
 from dualdiv.tiling import load_tiles
 
 # Quantile of F on reference (product-of-marginals) samples used as the lower end point.
@@ -86,19 +95,18 @@ class DualFunction(torch.nn.Module):
     """F(x) = Σ_k Σ_{j ∈ B_k} f_k(x; sub-step j), differentiable in x (for the walks of §5.5).
 
     plan: the path plan; states: the step critics' states in step order 1..K.
-    forward: x (B, H, W) → (B,). Cost: one critic pass per pixel sub-step, so the
-    sub-steps are batched in chunks of ``chunk`` rows.
+    forward: x (B, H, W) → (B,) in x's dtype. Cost: one critic pass per pixel sub-step, on a
+    window around the pixel for the conv critic (:meth:`dualdiv.critics.ConvCritic.substep_values`).
     """
 
-    def __init__(self, plan: dict, states: Sequence[dict], device: str = "auto", chunk: int = 4096):
+    def __init__(self, plan: dict, states: Sequence[dict], device: str = "auto"):
         super().__init__()
         self.shape = tuple(plan["shape"])
         self.critics = torch.nn.ModuleList(load_critic(state, device) for state in states)
         for critic in self.critics:
             critic.requires_grad_(False)
-        masks = [substep_masks(plan, k) for k in range(1, len(states) + 1)]
-        self.masks = [(prev.to(self.device), blk.to(self.device)) for prev, blk in masks]
-        self.chunk = chunk
+        self.register_buffer("rank", pixel_rank(plan).to(self.device))
+        self.bounds = [substep_bounds(plan, k) for k in range(1, len(states) + 1)]
 
     @property
     def device(self) -> torch.device:
@@ -106,16 +114,9 @@ class DualFunction(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(len(x), -1)  # (B, P)
-        total = torch.zeros(len(x), dtype=flat.dtype, device=flat.device)
-        for critic, (prev, blk) in zip(self.critics, self.masks, strict=True):
-            per_chunk = max(1, self.chunk // len(x))  # sub-steps per pass
-            for lo in range(0, len(prev), per_chunk):
-                m_prev, m_blk = prev[lo:lo + per_chunk], blk[lo:lo + per_chunk]  # (L, P)
-                rows = flat.repeat(len(m_prev), 1)  # (L·B, P), sub-step major
-                planes = critic_input(rows, m_prev.repeat_interleave(len(x), 0), m_blk.repeat_interleave(len(x), 0),
-                                      self.shape)
-                total = total + critic(planes).reshape(len(m_prev), len(x)).sum(dim=0)
-        return total
+        total = sum(summed_substep_values(critic, flat, self.rank, bounds, self.shape)
+                    for critic, bounds in zip(self.critics, self.bounds, strict=True))
+        return total.to(x.dtype)
 
 
 def load_step_states(critic_paths: Sequence[str]) -> list[dict]:

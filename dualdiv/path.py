@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dualdiv.critics import ConstantCritic, CriticSettings, build_critic, critic_input
+from dualdiv.critics import ConstantCritic, CriticSettings, build_critic, substep_input
 from dualdiv.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
 from dualdiv.errors import ConfigError, InputError
 
@@ -158,15 +158,9 @@ def _check_plan(plan: dict, step: int) -> None:
         raise ConfigError(f"path step must be in [1, {len(plan['blocks'])}], got {step}")
 
 
-def _pixel_rank(plan: dict) -> torch.Tensor:
-    """(P,) int64: position of every pixel in the plan's order."""
-    rank = torch.empty(len(plan["pixel_order"]), dtype=torch.int64)
-    rank[torch.as_tensor(plan["pixel_order"])] = torch.arange(len(rank))
-    return rank
-
-
-def _substep_bounds(plan: dict, step: int) -> torch.Tensor:
-    """(L, 2) int64: [start, stop) positions in the order of the pixels each sub-step tests."""
+def substep_bounds(plan: dict, step: int) -> torch.Tensor:
+    """(L, 2) int64: [start, stop) positions in the plan's order of the pixels each sub-step of ``step`` tests."""
+    _check_plan(plan, step)
     start, stop = plan["blocks"][step - 1]
     if plan["substeps"] == "block":
         return torch.tensor([[start, stop]])
@@ -174,29 +168,38 @@ def _substep_bounds(plan: dict, step: int) -> torch.Tensor:
     return torch.stack([first, first + 1], dim=1)
 
 
-def _substep_masks(rank: torch.Tensor, bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(m_prev, m_blk), each (L, P) bool: pixels already permuted, pixels tested."""
-    prev = rank[None, :] < bounds[:, :1]
-    return prev, ~prev & (rank[None, :] < bounds[:, 1:])
-
-
-def substep_masks(plan: dict, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(m_prev, m_blk), each (L, P) bool: the critic input masks of the L sub-steps of ``step``."""
-    _check_plan(plan, step)
-    return _substep_masks(_pixel_rank(plan), _substep_bounds(plan, step))
+def pixel_rank(plan: dict) -> torch.Tensor:
+    """(P,) int64: position of every pixel in the plan's order."""
+    rank = torch.empty(len(plan["pixel_order"]), dtype=torch.int64)
+    rank[torch.as_tensor(plan["pixel_order"])] = torch.arange(len(rank))
+    return rank
 
 
 # ---------------------------------------------------------------------------- critic values
 
 
-def _critic_values(model: nn.Module, x: torch.Tensor, m_prev: torch.Tensor, m_blk: torch.Tensor,
+def _critic_values(model: nn.Module, x: torch.Tensor, rank: torch.Tensor, bound: torch.Tensor,
                    shape) -> torch.Tensor:
-    """Critic on flat images x (m, P) for one sub-step (masks (P,)); (m,) float64, no grad."""
+    """Critic on flat images x (m, P) for one sub-step (bound (2,)); (m,) float64, no grad."""
     chunk = max(1, _MAX_ELEMENTS // x.shape[1])
     with torch.no_grad():
-        values = [model(critic_input(part, m_prev.expand_as(part), m_blk.expand_as(part), shape))
-                  for part in x.split(chunk)]
+        values = [model.substep_values(part, rank, bound.expand(len(part), 2), shape) for part in x.split(chunk)]
     return torch.cat(values).double()
+
+
+def summed_substep_values(model: nn.Module, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor,
+                          shape) -> torch.Tensor:
+    """Σ over the sub-steps ``bounds`` (L, 2) of the critic on each flat image x (n, P).
+
+    Returns (n,) float64, differentiable in x when gradients are enabled. Sub-steps are
+    batched so that a pass holds about _MAX_ELEMENTS pixel values.
+    """
+    per_pass = max(1, _MAX_ELEMENTS // (x.shape[1] * len(x)))  # sub-steps per pass
+    total = torch.zeros(len(x), dtype=torch.float64, device=x.device)
+    for part in bounds.to(x.device).split(per_pass):
+        values = model.substep_values(x.repeat(len(part), 1), rank, part.repeat_interleave(len(x), 0), shape)
+        total = total + values.double().reshape(len(part), len(x)).sum(dim=0)
+    return total
 
 
 def _score_substeps(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, bounds: torch.Tensor,
@@ -214,13 +217,14 @@ def _score_substeps(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor
     n, n_pixels = x.shape
     donors = permutation_indices(n, n * n_resamplings, n_pixels, generator).to(x.device)
     base_rows = torch.arange(n, device=x.device).repeat(n_resamplings)
-    prev, blk = _substep_masks(rank, bounds.to(rank.device))
+    bounds = bounds.to(rank.device)
+    blk = substep_input(rank, bounds)[1]
     was_training = model.training
     model.eval()
     dv, ess, influence = [], [], torch.zeros(n, dtype=torch.float64, device=x.device)
-    for m_prev, m_blk in zip(prev, blk, strict=True):
-        f_p = _critic_values(model, x, m_prev, m_blk, shape)
-        f_q = _critic_values(model, swap_pixels(x, base_rows, donors, m_blk), m_prev, m_blk, shape)
+    for bound, m_blk in zip(bounds, blk, strict=True):
+        f_p = _critic_values(model, x, rank, bound, shape)
+        f_q = _critic_values(model, swap_pixels(x, base_rows, donors, m_blk), rank, bound, shape)
         dv.append(dv_bound(f_p, f_q))
         ess.append(dv_ess(f_q))
         infl_p, infl_q = dv_influence(f_p, f_q)
@@ -241,10 +245,10 @@ def _batch_loss(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, bo
     substep_of_row = torch.arange(n_sub).repeat_interleave(n_rows).repeat(1 + n_q)
     is_q = torch.arange(len(rows)) >= n_sub * n_rows
     donors = torch.randint(n, (len(rows), n_pixels), generator=generator)
-    prev, blk = _substep_masks(rank, bounds[pick][substep_of_row].to(rank.device))  # (rows, P)
+    row_bounds = bounds[pick][substep_of_row].to(rank.device)  # (rows, 2)
+    blk = substep_input(rank, row_bounds)[1]
     x_rows = swap_pixels(x, rows.to(x.device), donors.to(x.device), blk & is_q[:, None].to(x.device))
-    planes = critic_input(x_rows, prev, blk, shape)
-    f = model(planes)  # (n_sub · n_rows · (1 + n_q),)
+    f = model.substep_values(x_rows, rank, row_bounds, shape)  # (n_sub · n_rows · (1 + n_q),)
     f_p = f[~is_q].reshape(n_sub, n_rows)
     f_q = f[is_q].reshape(n_q, n_sub, n_rows).transpose(0, 1).reshape(n_sub, n_rows * n_q)
     return -dv_bound(f_p, f_q).sum()
@@ -381,12 +385,12 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     settings = settings or StepSettings()
     _check_plan(plan, step)
     images = _check_images(images, plan)
-    shape, bounds = tuple(plan["shape"]), _substep_bounds(plan, step)
+    shape, bounds = tuple(plan["shape"]), substep_bounds(plan, step)
     device = _resolve_device(device)
     train_rows, val_rows = _split(len(images), settings.val_fraction, seed)
     x = torch.as_tensor(images.reshape(len(images), -1)).to(device)
     x_train, x_val = x[train_rows.to(device)], x[val_rows.to(device)]
-    rank = _pixel_rank(plan).to(device)
+    rank = pixel_rank(plan).to(device)
     key = run_key(settings, plan, step, seed, images)
     eval_bounds = bounds
     if settings.eval_substeps is not None and settings.eval_substeps < len(bounds):
@@ -463,8 +467,8 @@ def score_step(critic: nn.Module, images, plan: dict, step: int, settings: StepS
     _, val_rows = _split(len(images), settings.val_fraction, seed)
     device = next(critic.parameters(), torch.empty(0)).device
     x_val = torch.as_tensor(images.reshape(len(images), -1))[val_rows].to(device)
-    return _held_out_score(critic, x_val, val_rows, tuple(plan["shape"]), _pixel_rank(plan).to(device),
-                           _substep_bounds(plan, step), settings, seed, step)
+    return _held_out_score(critic, x_val, val_rows, tuple(plan["shape"]), pixel_rank(plan).to(device),
+                           substep_bounds(plan, step), settings, seed, step)
 
 
 def load_critic(state: dict, device: str = "auto") -> nn.Module:
@@ -486,11 +490,11 @@ def step_values(critic: nn.Module | dict, plan: dict, step: int, images, device:
     model = critic if isinstance(critic, nn.Module) else load_critic(critic, device)
     model_device = next(model.parameters()).device
     x = torch.as_tensor(images.reshape(len(images), -1)).to(model_device)
-    prev, blk = (mask.to(model_device) for mask in substep_masks(plan, step))
     was_training = model.training
     model.eval()
-    total = sum(_critic_values(model, x, m_prev, m_blk, tuple(plan["shape"]))
-                for m_prev, m_blk in zip(prev, blk, strict=True))
+    with torch.no_grad():
+        total = summed_substep_values(model, x, pixel_rank(plan).to(model_device), substep_bounds(plan, step),
+                                      tuple(plan["shape"]))
     model.train(was_training)
     return total.cpu().numpy()
 

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from dualdiv.critics import CriticSettings
+from dualdiv.critics import ConvCritic, CriticSettings, critic_input, substep_input
 from dualdiv.errors import ConfigError, InputError
 from dualdiv.path import (
     StepSettings,
     estimate_tc,
     load_critic,
     make_plan,
+    pixel_rank,
     score_step,
     standardise_pixels,
     step_values,
@@ -92,6 +93,33 @@ def test_dual_coordinate_tracks_the_true_log_ratio():
     flat = test[:, 0]
     log_ratio = -0.5 * np.einsum("ni,ij,nj->n", flat, np.linalg.inv(CORR) - np.eye(D), flat)
     assert np.corrcoef(dual, log_ratio)[0, 1] > 0.8
+
+
+@pytest.mark.parametrize(("shape", "order", "kernel", "layers"),
+                         [((14, 40), "time", 3, 2), ((5, 7), "random", 3, 3), ((1, 30), "time", 5, 2),
+                          ((6, 9), "patch", 3, 1)])
+def test_conv_critic_window_of_a_pixel_substep_equals_the_whole_image(shape, order, kernel, layers):
+    """The fast path (a window around the tested pixel) is the same function as the full planes,
+    including at the image borders where the window hangs over the zero padding."""
+    torch.manual_seed(0)
+    critic = ConvCritic(CriticSettings(kind="conv", channels=6, kernel=kernel, conv_layers=layers), shape)
+    rank = pixel_rank(make_plan(shape, 1, order, seed=3))
+    x = torch.randn(60, shape[0] * shape[1])
+    position = torch.randint(len(rank), (60,))
+    bounds = torch.stack([position, position + 1], dim=1)
+    whole = critic(critic_input(x, *substep_input(rank, bounds), shape))
+    window = critic.substep_values(x, rank, bounds, shape)
+    assert torch.allclose(window, whole, atol=1e-5)
+    # a pixel far from the tested one does not change the value (locality), a near one does
+    far, near = x.clone(), x.clone()
+    tested = int(torch.nonzero(rank == position[0])[0, 0])
+    distance = torch.cdist(torch.tensor([[tested // shape[1], tested % shape[1]]], dtype=torch.float),
+                           torch.stack(torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[1]),
+                                                      indexing="ij"), -1).reshape(-1, 2).float(), p=float("inf"))[0]
+    far[0, distance > 2 * critic.radius[1]] += 1.0
+    near[0, tested] += 1.0
+    assert critic.substep_values(far, rank, bounds, shape)[0] == window[0]
+    assert critic.substep_values(near, rank, bounds, shape)[0] != window[0]
 
 
 def test_block_substeps_with_one_block_is_the_plain_single_critic():
