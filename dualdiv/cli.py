@@ -12,6 +12,7 @@ import logging
 import sys
 
 from dualdiv import __version__
+from dualdiv.datasets import READERS as BENCHMARK_READERS
 from dualdiv.errors import DualdivError, InputError
 
 EXIT_BAD_INPUT = 2
@@ -32,6 +33,11 @@ Formats, from the extension or --format:
   .npy         array (n, channels, time), or (n, time) for a single channel
   .npz         array 'data' (or 'x'), optional 'labels', 'channel_names', 'sampling_rate'
   .nc/.h5      NetCDF/HDF5 written by xarray, dims (sample, channel, time)
+Benchmark formats (--format only): finger_movements (UEA FingerMovements .ts, the 16
+electrodes its rows hold whole), tmy3 (TMY3 hourly CSV -> daily 9 x 24 images), prices
+(daily OHLCV CSV -> log-changes), spikes_sim (JSON simulator settings -> spike counts).
+A file inside an installed Python package: package:<package>/<file>, e.g.
+package:pvlib/data/723170TYA.CSV.
 Several input files are concatenated along samples; they must share channels.
 
 Rejected with a one-line error: NaN/inf values, series of unequal length (unless
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ingest.add_argument("inputs", nargs="+", metavar="IN", help="raw data file(s)")
     ingest.add_argument("-o", "--out", required=True, help="output NetCDF file (raw.nc)")
-    ingest.add_argument("--format", choices=("ts", "csv", "npy", "npz", "netcdf"),
+    ingest.add_argument("--format", choices=("ts", "csv", "npy", "npz", "netcdf", *BENCHMARK_READERS),
                         help="reader to use (default: from each file's extension)")
     ingest.add_argument("--min-samples", type=int, default=16, metavar="N",
                         help="fewer samples than N is an error (default: 16)")

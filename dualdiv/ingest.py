@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from dualdiv import datasets
 from dualdiv.errors import ConfigError, InputError
 from dualdiv.io import atomic_output, provenance, sha256_file
 
-FORMATS = ("ts", "csv", "npy", "npz", "netcdf")
+FORMATS = ("ts", "csv", "npy", "npz", "netcdf", *datasets.READERS)
 _EXTENSIONS = {".ts": "ts", ".csv": "csv", ".npy": "npy", ".npz": "npz",
                ".nc": "netcdf", ".h5": "netcdf", ".hdf5": "netcdf", ".nc4": "netcdf"}
 LENGTH_POLICIES = ("error", "crop", "pad")
@@ -337,7 +338,8 @@ def _read_plain_hdf5(path: Path, xarray_error: Exception) -> RawSeries:
     return RawSeries(path, [list(s) for s in _numeric_array(array, path, "the dataset")])
 
 
-READERS = {"ts": read_ts, "csv": read_csv, "npy": read_numpy, "npz": read_numpy, "netcdf": read_netcdf}
+READERS = {"ts": read_ts, "csv": read_csv, "npy": read_numpy, "npz": read_numpy, "netcdf": read_netcdf,
+           **datasets.READERS}  # the benchmark data sets
 
 
 def read_file(path: str | os.PathLike, fmt: str | None = None) -> RawSeries:
@@ -450,7 +452,7 @@ def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     """
     if not paths:
         raise ConfigError("ingest: no input files given")
-    paths = [Path(p) for p in paths]
+    paths = [datasets.resolve_path(p) for p in paths]  # package:<package>/<file> → the installed file
     raws = [read_file(path, settings.format) for path in paths]
     dataset = assemble(raws, settings)
     checksums = {str(p): sha256_file(p) for p in paths}

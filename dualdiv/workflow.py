@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dualdiv.datasets import resolve_path
 from dualdiv.errors import ConfigError, DualdivError
 
 # Stages whose settings also carry the global seed (their outputs are random).
@@ -40,13 +41,15 @@ def selected_datasets(config: Mapping[str, Any]) -> dict[str, dict]:
 
     Snakemake deep-merges ``--configfile`` into the default config; keeping the
     embedded set under ``default_datasets`` means a user's config that names its
-    own data sets runs exactly those. Each entry gains ``files`` (list of paths).
+    own data sets runs exactly those. Each entry gains ``files`` (list of paths; a
+    ``package:<package>/<file>`` path is resolved to the installed file, see
+    :func:`dualdiv.datasets.resolve_path`).
     """
     chosen = config.get("datasets") or config.get("default_datasets") or {}
     selected = {}
     for name, entry in chosen.items():
-        paths = entry["path"]
-        selected[name] = dict(entry, files=[paths] if isinstance(paths, str) else list(paths))
+        paths = [entry["path"]] if isinstance(entry["path"], str) else entry["path"]
+        selected[name] = dict(entry, files=[str(resolve_path(path)) for path in paths])
     return selected
 
 
