@@ -93,14 +93,15 @@ def substep_input(rank: torch.Tensor, bounds: torch.Tensor) -> tuple[torch.Tenso
     return prev, ~prev & (rank[None, :] < bounds[:, 1:])
 
 
-def pixel_crops(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape, radius
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_crops(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape, radius,
+                rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The four planes of single-pixel sub-steps, cut to a window around the tested pixel.
 
-    x: (B, P) flat images; rank: (P,) order position of every pixel; position: (B,) order
-    position of the pixel each row tests (pixels before it are permuted). radius: (r_h, r_w),
-    the critic's receptive radius. The window reaches 2·radius around the pixel: every
-    input the outputs within ``radius`` of it see. Returns planes (B, 4, 4r_h+1, 4r_w+1)
+    x: (n, P) flat images; rank: (P,) order position of every pixel; position: (B,) order
+    position of the pixel each output row tests (pixels before it are permuted); rows: (B,)
+    the image of x each output row is cut from (None: row i from x[i], B = n). radius:
+    (r_h, r_w), the critic's receptive radius. The window reaches 2·radius around the pixel:
+    every input the outputs within ``radius`` of it see. Returns planes (B, 4, 4r_h+1, 4r_w+1)
     (zero outside the image, like zero padding) and inside (B, 1, same) float, 1 on image pixels.
     """
     height, width = shape
@@ -113,22 +114,33 @@ def pixel_crops(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, sha
                + torch.arange(2 * pad_w + 1, device=x.device)[None, :]).reshape(-1)
     # the pixel sits at (h + pad_h, t + pad_w) in padded coordinates, so its window starts at (h, t)
     index = ((pixel // width) * padded_width + pixel % width)[:, None] + offsets[None, :]  # (B, S)
-    values = F.pad(x.reshape(len(x), height, width), (pad_w, pad_w, pad_h, pad_h)).reshape(len(x), -1).gather(1, index)
+    padded = F.pad(x.reshape(len(x), height, width), (pad_w, pad_w, pad_h, pad_h)).reshape(len(x), -1)
+    if rows is None:
+        values = padded.gather(1, index)
+    else:  # index the flat padded images: no copy of x per output row
+        values = padded.reshape(-1)[rows[:, None] * padded.shape[1] + index]
     crop_rank = F.pad(rank.reshape(height, width), (pad_w, pad_w, pad_h, pad_h), value=-1).reshape(-1)[index]
     inside, tested = crop_rank >= 0, crop_rank == position[:, None]
     context, prev = (crop_rank > position[:, None]).to(x.dtype), (inside & ~tested & (crop_rank < position[:, None]))
     tested_f = tested.to(x.dtype)
     planes = torch.stack([values * context, values * tested_f, prev.to(x.dtype), tested_f], dim=1)
     window = (2 * pad_h + 1, 2 * pad_w + 1)
-    return planes.reshape(len(x), N_PLANES, *window), inside.to(x.dtype).reshape(len(x), 1, *window)
+    return planes.reshape(len(index), N_PLANES, *window), inside.to(x.dtype).reshape(len(index), 1, *window)
 
 
 class Critic(nn.Module):
     """A critic: forward (B, 4, H, W) planes → (B,). Subclasses may evaluate sub-steps faster."""
 
-    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape) -> torch.Tensor:
-        """Critic values of rows x (B, P) at their sub-steps bounds (B, 2) (see :func:`substep_input`)."""
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
+                       rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Critic values (B,) at sub-steps bounds (B, 2) (see :func:`substep_input`) of flat images
+        x (n, P): output row i is image rows[i] (None: x[i], B = n)."""
+        x = x if rows is None else x[rows]
         return self(critic_input(x, *substep_input(rank, bounds), shape))
+
+    def row_elements(self, shape) -> int:
+        """Input values per row of :meth:`substep_values` (sizes its batches)."""
+        return N_PLANES * shape[0] * shape[1]
 
 
 class ConvCritic(Critic):
@@ -170,11 +182,15 @@ class ConvCritic(Critic):
                             padding=self.radius)[:, 0]
         return (self._output_map(F.pad(planes, pad), inside) * near).sum(dim=(1, 2))
 
-    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape) -> torch.Tensor:
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
+                       rows: torch.Tensor | None = None) -> torch.Tensor:
         if not bool((bounds[:, 1] - bounds[:, 0] == 1).all()):
-            return super().substep_values(x, rank, bounds, shape)
-        planes, inside = pixel_crops(x, rank, bounds[:, 0], shape, self.radius)
+            return super().substep_values(x, rank, bounds, shape, rows)
+        planes, inside = pixel_crops(x, rank, bounds[:, 0], shape, self.radius, rows)
         return self._output_map(planes, inside).sum(dim=(1, 2))
+
+    def row_elements(self, shape) -> int:
+        return N_PLANES * (4 * self.radius[0] + 1) * (4 * self.radius[1] + 1)
 
 
 class MLPCritic(Critic):
@@ -205,8 +221,9 @@ class ConstantCritic(Critic):
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         return planes.new_zeros(planes.shape[0]) + self.anchor
 
-    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape) -> torch.Tensor:
-        return x.new_zeros(len(x)) + self.anchor
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
+                       rows: torch.Tensor | None = None) -> torch.Tensor:
+        return x.new_zeros(len(bounds)) + self.anchor
 
 
 def _maybe_sn(layer: nn.Module, settings: CriticSettings) -> nn.Module:

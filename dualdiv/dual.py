@@ -92,11 +92,12 @@ def write_step(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, step
 
 
 class DualFunction(torch.nn.Module):
-    """F(x) = Σ_k Σ_{j ∈ B_k} f_k(x; sub-step j), differentiable in x (for the walks of §5.5).
+    """F(x) = Σ_k Σ_{j ∈ B_k} f_k(x; sub-step j) and its gradient (for the walks of §5.5).
 
     plan: the path plan; states: the step critics' states in step order 1..K.
-    forward: x (B, H, W) → (B,) in x's dtype. Cost: one critic pass per pixel sub-step, on a
-    window around the pixel for the conv critic (:meth:`dualdiv.critics.ConvCritic.substep_values`).
+    forward: x (B, H, W) → (B,) in x's dtype. value_and_grad: (F(x), ∇F(x)) without keeping
+    the whole graph. Cost: one critic pass per pixel sub-step, on a window around the pixel
+    for the conv critic (:meth:`dualdiv.critics.ConvCritic.substep_values`).
     """
 
     def __init__(self, plan: dict, states: Sequence[dict], device: str = "auto"):
@@ -112,11 +113,21 @@ class DualFunction(torch.nn.Module):
     def device(self) -> torch.device:
         return next(self.critics[0].parameters()).device
 
+    def _summed(self, x: torch.Tensor, gradient: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        flat = x.reshape(len(x), -1).to(self.device)  # (B, P)
+        value, grad = torch.zeros(len(x), dtype=torch.float64, device=self.device), None
+        for critic, bounds in zip(self.critics, self.bounds, strict=True):
+            step_value, step_grad = summed_substep_values(critic, flat, self.rank, bounds, self.shape, gradient)
+            value = value + step_value
+            grad = step_grad if grad is None else grad + step_grad
+        return value.to(x.dtype), None if grad is None else grad.reshape(x.shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(len(x), -1)  # (B, P)
-        total = sum(summed_substep_values(critic, flat, self.rank, bounds, self.shape)
-                    for critic, bounds in zip(self.critics, self.bounds, strict=True))
-        return total.to(x.dtype)
+        return self._summed(x, gradient=False)[0]
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F(x) (B,), ∇F(x) (B, H, W)) for images x (B, H, W)."""
+        return self._summed(x, gradient=True)
 
 
 def load_step_states(critic_paths: Sequence[str]) -> list[dict]:

@@ -187,19 +187,28 @@ def _critic_values(model: nn.Module, x: torch.Tensor, rank: torch.Tensor, bound:
     return torch.cat(values).double()
 
 
-def summed_substep_values(model: nn.Module, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor,
-                          shape) -> torch.Tensor:
+def summed_substep_values(model: nn.Module, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
+                          gradient: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Σ over the sub-steps ``bounds`` (L, 2) of the critic on each flat image x (n, P).
 
-    Returns (n,) float64, differentiable in x when gradients are enabled. Sub-steps are
-    batched so that a pass holds about _MAX_ELEMENTS pixel values.
+    Returns (values (n,) float64, ∂values/∂x (n, P) or None). With ``gradient`` each batch
+    of sub-steps is differentiated as soon as it is evaluated, so memory holds one batch's
+    graph, not all L sub-steps'. A batch holds about _MAX_ELEMENTS critic input values.
     """
-    per_pass = max(1, _MAX_ELEMENTS // (x.shape[1] * len(x)))  # sub-steps per pass
+    per_pass = max(1, _MAX_ELEMENTS // (model.row_elements(shape) * len(x)))  # sub-steps per batch
+    image = torch.arange(len(x), device=x.device)
     total = torch.zeros(len(x), dtype=torch.float64, device=x.device)
+    total_gradient = torch.zeros_like(x) if gradient else None
     for part in bounds.to(x.device).split(per_pass):
-        values = model.substep_values(x.repeat(len(part), 1), rank, part.repeat_interleave(len(x), 0), shape)
-        total = total + values.double().reshape(len(part), len(x)).sum(dim=0)
-    return total
+        with torch.set_grad_enabled(gradient):
+            leaf = x.detach().requires_grad_(True) if gradient else x
+            values = model.substep_values(leaf, rank, part.repeat_interleave(len(x), 0), shape,
+                                          rows=image.repeat(len(part)))
+            values = values.double().reshape(len(part), len(x)).sum(dim=0)
+            if gradient and values.requires_grad:  # a constant critic has no gradient
+                total_gradient += torch.autograd.grad(values.sum(), leaf)[0]
+        total = total + values.detach()
+    return total, total_gradient
 
 
 def _score_substeps(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, bounds: torch.Tensor,
@@ -493,8 +502,8 @@ def step_values(critic: nn.Module | dict, plan: dict, step: int, images, device:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        total = summed_substep_values(model, x, pixel_rank(plan).to(model_device), substep_bounds(plan, step),
-                                      tuple(plan["shape"]))
+        total, _ = summed_substep_values(model, x, pixel_rank(plan).to(model_device), substep_bounds(plan, step),
+                                         tuple(plan["shape"]))
     model.train(was_training)
     return total.cpu().numpy()
 

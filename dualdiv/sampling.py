@@ -18,8 +18,8 @@ on flattened normalised images, DESIGN §8).
   ``gaussian_lw``) walked toward a training image's dual value.
 
 Prototypes measured that walks on F alone make copies or interpolations
-(DESIGN §5.5 table); they stay available for comparison. F costs one critic pass
-per pixel, so walks are slow on a CPU: keep n and the step budget small there.
+(DESIGN §5.5 table); they stay available for comparison. F and its gradient cost one
+critic pass per pixel sub-step (on a small window with the conv critic).
 """
 
 from __future__ import annotations
@@ -76,11 +76,7 @@ def walk(F: torch.nn.Module, x0: np.ndarray, targets: np.ndarray, step_size: flo
     active = torch.ones(len(x), dtype=torch.bool)
     value = None
     for _ in range(max_steps + 1):
-        x.requires_grad_(True)
-        value = F(x)
-        (gradient,) = torch.autograd.grad(value.sum(), x)
-        x = x.detach()
-        value = value.detach()
+        value, gradient = value_and_grad(F, x)
         for i, v in enumerate(value.tolist()):
             if active[i]:
                 trajectory[i].append(v)
@@ -96,6 +92,16 @@ def walk(F: torch.nn.Module, x0: np.ndarray, targets: np.ndarray, step_size: flo
             x = torch.maximum(torch.minimum(x, high), low)
         steps += active.long()
     return x.numpy(), value.numpy(), steps.numpy(), trajectory
+
+
+def value_and_grad(F: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F(x), ∇F(x)), detached; through ``F.value_and_grad`` where F has one (the memory-light
+    :class:`dualdiv.dual.DualFunction`), else through autograd."""
+    if hasattr(F, "value_and_grad"):
+        return F.value_and_grad(x)
+    x = x.detach().requires_grad_(True)
+    value = F(x)
+    return value.detach(), torch.autograd.grad(value.sum(), x)[0]
 
 
 class _Walk(Generator):

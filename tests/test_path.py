@@ -20,6 +20,7 @@ from dualdiv.path import (
     score_step,
     standardise_pixels,
     step_values,
+    summed_substep_values,
     train_step,
 )
 
@@ -215,3 +216,34 @@ def test_step_worse_than_a_constant_critic_falls_back_to_zero():
         else:
             assert record["D"] > 0
     assert found
+
+
+def test_dual_function_value_and_gradient_match_autograd_over_all_steps():
+    """F = Σ_k f_k from the step states, in memory-light batches, against plain autograd on the
+    whole-image critic; and F agrees with the per-step values written to dual.h5."""
+    from dualdiv.dual import DualFunction
+
+    shape = (3, 10)
+    plan = make_plan(shape, n_blocks=2, order="time")
+    settings = StepSettings(critic=CriticSettings(kind="conv", channels=4), max_iterations=150, eval_every=50,
+                            rows_per_substep=16)
+    images = standardise_pixels(np.random.default_rng(0).normal(size=(200, *shape)).cumsum(axis=2))
+    states = [train_step(images, plan, k, settings, seed=0, device="cpu")[0] for k in (1, 2)]
+    assert not any(state["constant"] for state in states)
+    dual = DualFunction(plan, states, device="cpu")
+    x = torch.as_tensor(images[:5])
+    value, gradient = dual.value_and_grad(x)
+    leaf = x.clone().requires_grad_(True)
+    rank = pixel_rank(plan)
+    whole = sum(critic(critic_input(leaf.reshape(5, -1).repeat_interleave(len(bounds), 0),
+                                    *substep_input(rank, bounds.repeat(5, 1)), shape)).reshape(5, -1).sum(dim=1)
+                for critic, bounds in zip(dual.critics, dual.bounds, strict=True))
+    expected_gradient = torch.autograd.grad(whole.sum(), leaf)[0]
+    assert torch.allclose(value, whole.detach(), rtol=1e-5, atol=1e-4)
+    assert torch.allclose(gradient, expected_gradient, rtol=1e-4, atol=1e-5)
+    per_step = sum(step_values(state, plan, k, images[:5], "cpu") for k, state in zip((1, 2), states, strict=True))
+    assert np.allclose(dual(x).numpy(), per_step, rtol=1e-5, atol=1e-4)
+    # a step that fell back to the constant critic adds nothing, to the value or the gradient
+    constant = DualFunction(plan, [states[0], {"constant": True, "model": {"anchor": torch.zeros(())}}], "cpu")
+    first_step = summed_substep_values(dual.critics[0], x.reshape(5, -1), rank, dual.bounds[0], shape, True)
+    assert torch.allclose(constant.value_and_grad(x)[1], first_step[1].reshape(x.shape).float(), atol=1e-6)
