@@ -37,6 +37,7 @@ from scipy.optimize import brentq
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
+from dualdiv.critics import Critic
 from dualdiv.path import StepSettings, estimate_tc, make_plan, score_step, standardise_pixels
 
 
@@ -71,7 +72,7 @@ def knn_tc(x: np.ndarray, k: int = 3) -> float:
     return sum(kl_entropy(x[:, [i]], k) for i in range(x.shape[1])) - kl_entropy(x, k)
 
 
-class GaussianLogRatio(torch.nn.Module):
+class GaussianLogRatio(Critic):
     """Exact sub-step critic for x ~ N(0, corr) on (B, 4, 1, d) planes: log p(x_b | x_rest) − log p(x_b).
 
     "rest" = pixels neither masked as permuted (m_prev) nor tested (m_blk); one tested pixel b per row.

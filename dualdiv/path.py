@@ -465,8 +465,8 @@ def score_step(critic: nn.Module, images, plan: dict, step: int, settings: StepS
                seed: int = 0) -> dict:
     """Held-out score of any critic for path step ``step``, exactly as :func:`train_step` scores its own.
 
-    critic: a module taking (B, 4, H, W) planes to (B,) (e.g. a known log-ratio, to separate
-    a trained critic's shortfall from the noise of the validation split). images: (n, H, W),
+    critic: a :class:`dualdiv.critics.Critic`, planes (B, 4, H, W) → (B,) (e.g. a known
+    log-ratio, to separate a trained critic's shortfall from the noise of the validation split). images: (n, H, W),
     split by ``seed`` as in training. Returns the score part of a step record (D, stderr,
     substep_D, n_substeps, min_ess, n_reference, influence, split, n_val).
     """
