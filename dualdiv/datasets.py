@@ -80,7 +80,8 @@ def _read_table(path: Path, required: tuple[str, ...], skip_rows: int = 0):
     import pandas as pd
 
     try:
-        table = pd.read_csv(path, skiprows=skip_rows, dtype=str, encoding="utf-8", skipinitialspace=True)
+        table = pd.read_csv(path, skiprows=skip_rows, dtype=str, keep_default_na=False, encoding="utf-8",
+                            skipinitialspace=True)  # text as written: a bad cell is quoted in the error
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text: is this the right file?") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:

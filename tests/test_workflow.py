@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from dualdiv.figures import FIGURES
 from dualdiv.tiling import load_tiles
 from dualdiv.workflow import dataset_settings, selected_datasets
 
@@ -59,6 +61,19 @@ def test_tiny_config_runs_only_its_dataset_then_nothing_to_do(tiny):
     assert (tiny / "logs/tiny/tile.log").exists()
     again = snakemake(tiny, "--configfile", "tiny.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_html_report_holds_the_summary_table_and_every_figure(tiny):
+    assert snakemake(tiny, "--configfile", "tiny.yaml").returncode == 0
+    result = snakemake(tiny, "--configfile", "tiny.yaml", "--report", "report.zip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with zipfile.ZipFile(tiny / "report.zip") as archive:
+        files = [Path(name).name for name in archive.namelist()]
+        html = archive.read("report/report.html").decode()
+    assert "summary.csv" in files and set(FIGURES) <= set(files)
+    assert '{"tiny": {"Other": ["results/tiny/figures/' in html  # the data set's figures in its own category
+    assert "Figures of data set" in html and "Every metric of every method" in html  # the captions
 
 
 @pytest.mark.slow
