@@ -24,6 +24,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     dataset="|".join(map(re.escape, DATASETS)) if DATASETS else "NO_DATASET",
     step=r"[1-9][0-9]*",
+    method=r"[A-Za-z0-9_.-]+",
 
 
 include: "workflow/rules/ingest.smk"

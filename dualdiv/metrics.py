@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -449,6 +449,19 @@ def gaussian_tc(x) -> dict:
 # ----------------------------------------------------------------------------- evaluate
 
 
+def tc_fields(real: Mapping | None, generated: Sequence[Mapping] | None, note: str) -> dict:
+    """The TC entries of an evaluation from estimator results ({"tc", "stderr"}, nats): the
+    real set's, the mean over generated subsets, and their gap; all None without results."""
+    if real is None or not generated:
+        return {"tc_generated": None, "tc_real": None, "tc_gap": None, "tc_note": note}
+    tc_generated = _mean_finite(float(r["tc"]) for r in generated)
+    return {"tc_real": float(real["tc"]), "tc_real_stderr": float(real.get("stderr", np.nan)),
+            "tc_generated": tc_generated,
+            "tc_generated_stderr": float(np.mean([float(r.get("stderr", np.nan)) for r in generated])),
+            "tc_gap": abs(tc_generated - float(real["tc"])), "tc_note": note}
+
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """Sizes and budgets of the metrics (fixed across methods so their values compare).
@@ -612,19 +625,15 @@ def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_esti
     # total correlation (injected estimator)
     tc_rng = np.random.default_rng(next(streams))
     if tc_estimator is None:
-        out |= {"tc_generated": None, "tc_real": None, "tc_gap": None,
-                "tc_note": "not available: no tc_estimator given"}
+        out |= tc_fields(None, None, "not available: no tc_estimator given")
     else:
         reference = test if settings.tc_reference == "test" else train
         n_tc = min(len(gen), len(reference))
         real = tc_estimator(reference[tc_rng.choice(len(reference), n_tc, replace=False)].astype(np.float32))
         generated_tc = [tc_estimator(gen[tc_rng.choice(len(gen), n_tc, replace=False)].astype(np.float32))
                         for _ in range(settings.tc_repeats)]
-        out["tc_real"], out["tc_real_stderr"] = float(real["tc"]), float(real.get("stderr", np.nan))
-        out["tc_generated"] = _mean_finite(float(r["tc"]) for r in generated_tc)
-        out["tc_generated_stderr"] = float(np.mean([float(r.get("stderr", np.nan)) for r in generated_tc]))
-        out["tc_gap"] = abs(out["tc_generated"] - out["tc_real"])
-        out["tc_note"] = f"estimated on {n_tc} images per set, real = {settings.tc_reference} split"
+        out |= tc_fields(real, generated_tc, f"estimated on {n_tc} images per set, real = {settings.tc_reference} "
+                                             "split")
     out = {key: _json_number(value) for key, value in out.items()}
     out["settings"] = asdict(settings)
     return out

@@ -16,7 +16,7 @@ from dualdiv.datasets import resolve_path
 from dualdiv.errors import ConfigError, DualdivError
 
 # Stages whose settings also carry the global seed (their outputs are random).
-_SEEDED_STAGES = {"tile", "estimate", "localize", "sample"}
+_SEEDED_STAGES = {"tile", "estimate", "localize", "sample", "evaluate"}
 
 
 def check_config(config: Mapping[str, Any], schema_path: str | Path) -> None:

@@ -34,6 +34,9 @@ sample:
   n_samples: 10
   methods: [dualdiv, spectral, copy]
   settings: {dualdiv_corrected: {critic_iterations: 40}}
+evaluate:
+  tc: {n_blocks: 1, training: {max_iterations: 10, eval_every: 5, eval_substeps: 4, rows_per_substep: 8,
+                               final_resamplings: 2, critic: {channels: 4}}}
 """
 
 
@@ -59,6 +62,9 @@ def test_tiny_config_runs_only_its_dataset_then_nothing_to_do(tiny):
     assert tiles.provenance["settings"]["seed"] == 3
     assert not (tiny / "results/eeg_eyes").exists()  # the embedded set runs only when none is named
     assert (tiny / "logs/tiny/tile.log").exists()
+    evaluation = json.loads((tiny / "results/tiny/eval/dualdiv.json").read_text())
+    real_tc = json.loads((tiny / "results/tiny/eval/tc/real.json").read_text())
+    assert evaluation["tc_real"] == real_tc["tc"] and evaluation["tc_gap"] is not None  # the path estimator's TC
     again = snakemake(tiny, "--configfile", "tiny.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
 

@@ -47,6 +47,14 @@ def sample_inputs(wildcards):
             "plan": f"{base}/path/plan.json", "critics": path_files(wildcards.dataset, "pt")}
 
 
+def tc_inputs(wildcards):
+    """The TC files an evaluation merges (its method's and the real images'), when evaluate.tc is set."""
+    if dataset_settings(config, wildcards.dataset, "evaluate")["tc"] is None:
+        return []
+    base = f"{RESULTS}/{wildcards.dataset}/eval/tc"
+    return [f"{base}/{wildcards.method}.json", f"{base}/real.json"]
+
+
 def methods(dataset):
     return dataset_settings(config, dataset, "sample")["methods"]
 

@@ -26,6 +26,7 @@ rule evaluate:
     input:
         samples=f"{RESULTS}/{{dataset}}/samples/{{method}}.h5",
         tiles=f"{RESULTS}/{{dataset}}/tiles.h5",
+        tc=tc_inputs,
     output:
         f"{RESULTS}/{{dataset}}/eval/{{method}}.json",
     params:
@@ -43,6 +44,31 @@ rule evaluate:
         runtime=30,
     script:
         "../scripts/evaluate.py"
+
+
+rule total_correlation:
+    """Real training images (method "real") or a method's samples → eval/tc/{method}.json (path estimator)."""
+    input:
+        tiles=f"{RESULTS}/{{dataset}}/tiles.h5",
+        samples=lambda wc: [] if wc.method == "real" else [f"{RESULTS}/{wc.dataset}/samples/{wc.method}.h5"],
+    output:
+        f"{RESULTS}/{{dataset}}/eval/tc/{{method}}.json",
+    params:
+        evaluate=settings("evaluate"),
+        device=config["device"],
+        code=code_hash("evaluation", "path", "critics", "divergence", "samples", "tiling", "io"),
+    log:
+        "logs/{dataset}/total_correlation_{method}.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/total_correlation_{{method}}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/total_correlation.py"
 
 
 rule summary:
