@@ -116,11 +116,10 @@ def _check_images(name: str, images, min_n: int = 2) -> np.ndarray:
     return x
 
 
-def drop_duplicates(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """Rows of x (n, ...) without exact repeats, first occurrences in order; and how many were dropped."""
+def distinct_rows(x) -> tuple[np.ndarray, int]:
+    """Indices of the rows of x (n, ...) without exact repeats (first occurrences, in order); how many repeat."""
     _, first = np.unique(_flat(x), axis=0, return_index=True)
-    keep = np.sort(first)
-    return x[keep], len(x) - len(keep)
+    return np.sort(first), len(x) - len(first)
 
 
 def _kth_distances(points: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> np.ndarray:
@@ -508,10 +507,12 @@ class EvalSettings:
 
 
 # Direction of every ranked metric: "lower" is better (the generated set is closer to real).
+DISTRIBUTION_METRICS = ("kl_dv_gen_real", "kl_dv_real_gen", "kl_knn_gen_real", "kl_knn_real_gen", "entropy_gap",
+                        "cluster_divergence_gap")  # each on pixels and, with suffix _features, in the feature space
 QUALITY_METRICS = (
-    "kl_dv_gen_real", "kl_dv_real_gen", "kl_knn_gen_real", "kl_knn_real_gen", "entropy_gap",
-    "cluster_divergence_gap", *(f"c2st_auc_{s}" for s in FEATURE_SETS), "spectrum_error",
-    "autocorrelation_error", "correlation_error", "mmd2_features", "mmd2_pixels", "tc_gap",
+    *DISTRIBUTION_METRICS, *(f"{m}_features" for m in DISTRIBUTION_METRICS),
+    *(f"c2st_auc_{s}" for s in FEATURE_SETS), "spectrum_error", "autocorrelation_error", "correlation_error",
+    "mmd2_features", "mmd2_pixels", "tc_gap",
 )
 MEMORISATION_METRICS = ("dcr_ratio", "dcr_ratio_features", "near_copy_fraction", "near_copy_fraction_features")
 
@@ -546,6 +547,37 @@ def evaluate(generated, test, train, seed: int = 0, settings: EvalSettings | Non
         return _evaluate(generated, test, train, seed, settings or EvalSettings(), tc_estimator)
 
 
+def _distribution_metrics(gen: np.ndarray, test: np.ndarray, train: np.ndarray, unique: np.ndarray, seed: int,
+                          seeds: list[int], settings: EvalSettings) -> dict:
+    """kNN KL both ways, entropy gap, cluster-divergence gap (whitened PCA of ``train``) and held-out neural
+    DV KL both ways (its own projection), for rows (n, d); ``unique``: the generated rows without repeats."""
+    out = {}
+    projection = fit_projection(train, settings.n_components, seed)
+    p_gen, p_test = projection.transform(gen[unique]), projection.transform(test)
+    out["projection_components"] = int(projection.n_components_)
+    k = settings.k
+    out["kl_knn_gen_real"] = knn_kl_divergence(p_gen, p_test, k) if len(p_gen) > k else float("nan")
+    out["kl_knn_real_gen"] = knn_kl_divergence(p_test, p_gen, k) if len(p_gen) >= k else float("nan")
+    rng = np.random.default_rng(seeds[0])
+    m = min(len(p_gen), len(p_test))
+    subsets = [rng.choice(len(p_gen), m, replace=False) for _ in range(settings.repeats)]
+    out["entropy_real"] = knn_entropy(p_test, k)
+    out["entropy_generated"] = _mean_finite(knn_entropy(p_gen[s], k) for s in subsets) if m > k else float("nan")
+    out["entropy_gap"] = abs(out["entropy_generated"] - out["entropy_real"])
+    out["cluster_divergence_real"] = cluster_divergence(p_test, settings.n_clusters, k, seeds[1])
+    out["cluster_divergence_generated"] = _mean_finite(
+        cluster_divergence(p_gen[s], settings.n_clusters, k, seeds[1]) for s in subsets)
+    out["cluster_divergence_gap"] = abs(out["cluster_divergence_generated"] - out["cluster_divergence_real"])
+    dv_projection = fit_projection(train, settings.dv_components, seed)
+    d_gen, d_train, d_test = (dv_projection.transform(v) for v in (gen, train, test))
+    critic = {"iterations": settings.dv_iterations, "hidden": settings.dv_hidden, "lipschitz": settings.dv_lipschitz}
+    for name, reverse in (("gen_real", False), ("real_gen", True)):
+        result = dv_kl(d_gen, d_train, d_test, reverse, seeds[2], **critic) if len(d_gen) >= 4 else \
+            {"kl": np.nan, "stderr": np.nan}
+        out[f"kl_dv_{name}"], out[f"kl_dv_{name}_stderr"] = result["kl"], result["stderr"]
+    return out
+
+
 def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_estimator) -> dict:
     gen = _check_images("generated", generated)
     test = _check_images("test", test, min_n=4)
@@ -570,35 +602,13 @@ def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_esti
     out["memorised"] = bool(out["dcr_ratio"] < DCR_GATE)  # the DESIGN §8 gate
     out["memorised_features"] = bool(out["dcr_ratio_features"] < DCR_GATE)
 
-    # kNN metrics on the whitened projection, without exact duplicates
-    unique, out["n_duplicates"] = drop_duplicates(gen)
-    projection = fit_projection(train, settings.n_components, seed)
-    p_gen, p_test = projection.transform(_flat(unique)), projection.transform(_flat(test))
-    out["projection_components"] = int(projection.n_components_)
-    k = settings.k
-    out["kl_knn_gen_real"] = knn_kl_divergence(p_gen, p_test, k) if len(p_gen) > k else float("nan")
-    out["kl_knn_real_gen"] = knn_kl_divergence(p_test, p_gen, k) if len(p_gen) >= k else float("nan")
-    rng = np.random.default_rng(next(streams))
-    m = min(len(p_gen), len(p_test))
-    subsets = [rng.choice(len(p_gen), m, replace=False) for _ in range(settings.repeats)]
-    out["entropy_real"] = knn_entropy(p_test, k)
-    out["entropy_generated"] = _mean_finite(knn_entropy(p_gen[s], k) for s in subsets) if m > k else float("nan")
-    out["entropy_gap"] = abs(out["entropy_generated"] - out["entropy_real"])
-    cluster_seed = int(next(streams) % 2**31)
-    out["cluster_divergence_real"] = cluster_divergence(p_test, settings.n_clusters, k, cluster_seed)
-    out["cluster_divergence_generated"] = _mean_finite(
-        cluster_divergence(p_gen[s], settings.n_clusters, k, cluster_seed) for s in subsets)
-    out["cluster_divergence_gap"] = abs(out["cluster_divergence_generated"] - out["cluster_divergence_real"])
-
-    # neural DV, both directions
-    dv_projection = fit_projection(train, settings.dv_components, seed)
-    d_gen, d_train, d_test = (dv_projection.transform(_flat(v)) for v in (gen, train, test))
-    dv_seed = int(next(streams) % 2**31)
-    critic = {"iterations": settings.dv_iterations, "hidden": settings.dv_hidden, "lipschitz": settings.dv_lipschitz}
-    for name, reverse in (("gen_real", False), ("real_gen", True)):
-        result = dv_kl(d_gen, d_train, d_test, reverse, dv_seed, **critic) if len(d_gen) >= 4 else \
-            {"kl": np.nan, "stderr": np.nan}
-        out[f"kl_dv_{name}"], out[f"kl_dv_{name}_stderr"] = result["kl"], result["stderr"]
+    # distribution metrics (kNN KL, entropy, clusters, neural DV), on pixels and in the feature space
+    unique, out["n_duplicates"] = distinct_rows(gen)
+    seeds = [int(next(streams) % 2**31) for _ in range(3)]
+    spaces = {"": (_flat(gen), _flat(test), _flat(train)), "_features": (feat_gen, feat_test, feat_train)}
+    for suffix, rows in spaces.items():
+        metrics = _distribution_metrics(*rows, unique, seed, seeds, settings)
+        out |= {f"{key}{suffix}": value for key, value in metrics.items()}
 
     # discriminative scores
     blocks_gen, blocks_test = feature_blocks(gen, settings.welch_nperseg), feature_blocks(test, settings.welch_nperseg)

@@ -13,7 +13,7 @@ from dualdiv.metrics import (
     c2st_auc,
     channel_correlations,
     cluster_divergence,
-    drop_duplicates,
+    distinct_rows,
     evaluate,
     gaussian_tc,
     heldout_dv,
@@ -69,10 +69,10 @@ def test_heldout_dv_is_close_to_the_truth_and_guarded():
     assert far["kl"] < 60
 
 
-def test_drop_duplicates_keeps_first_occurrences():
+def test_distinct_rows_keeps_first_occurrences():
     x = np.array([[1, 2], [3, 4], [1, 2], [5, 6]], dtype=float)
-    unique, dropped = drop_duplicates(x)
-    assert dropped == 1 and unique.tolist() == [[1, 2], [3, 4], [5, 6]]
+    unique, dropped = distinct_rows(x)
+    assert dropped == 1 and x[unique].tolist() == [[1, 2], [3, 4], [5, 6]]
 
 
 def test_cluster_divergence_sees_separated_clusters():
@@ -133,7 +133,8 @@ def test_evaluate_returns_json_numbers_for_every_metric(reference_table):
     assert json.loads(json.dumps(row)) == row
     for key in ("kl_dv_gen_real", "kl_knn_real_gen", "entropy_gap", "cluster_divergence_gap", "dcr_ratio_features",
                 "c2st_auc_combined", "spectrum_error", "autocorrelation_error", "correlation_error",
-                "mmd_pvalue_features", "tc_gap"):
+                "mmd_pvalue_features", "tc_gap", "kl_dv_gen_real_features", "entropy_gap_features",
+                "cluster_divergence_gap_features"):
         assert isinstance(row[key], float), key
 
 
