@@ -130,6 +130,18 @@ def test_local_mixture_mala_moves_components(bimodal_images):
     assert all(len(r["train_index"]) == 2 and 0 <= r["component_acceptance"] <= 1 for r in records)
 
 
+@pytest.mark.parametrize(("auto_ess", "expected"), [(1e-6, "sir"), (1.0, "mala")])
+def test_auto_sampler_follows_the_pilot_ess(bimodal_images, auto_ess, expected):
+    """auto: SIR when the pilot's ESS among M candidates reaches auto_ess · M, MALA below it."""
+    generator = DualCorrected(base="gaussian_lw", sampler="auto", auto_ess=auto_ess, candidates=16, mala_steps=5,
+                              critic_iterations=100, critic={"width": 4, "layers": 1},
+                              min_auc_z=-1e9).fit(bimodal_images, seed=0)
+    assert 1 <= generator.pilot_ess_ < 16  # the Gaussian base is wrong: the weights are uneven
+    _, records = generator.sample(4, seed=1)
+    assert generator.sampler_ == expected and all(r["sampler"] == expected for r in records)
+    assert all(r["sampler_choice"].startswith("auto: pilot ESS") for r in records)
+
+
 def test_auc_z_score():
     assert auc_z_score(0.5, 20, 256) == 0
     assert auc_z_score(0.634, 20, 256) == pytest.approx(2.0, abs=0.01)  # the default threshold on EEG
@@ -138,6 +150,8 @@ def test_auc_z_score():
 def test_bad_settings():
     with pytest.raises(ConfigError):
         DualCorrected(sampler="gibbs")
+    with pytest.raises(ConfigError):
+        DualCorrected(sampler="auto", auto_ess=0)
     with pytest.raises(ConfigError):
         DualCorrected(base="copy")
     with pytest.raises(ConfigError):

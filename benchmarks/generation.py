@@ -1,0 +1,178 @@
+"""Held-out realism and novelty of every dualdiv variant, its bases and the references, per data set.
+
+For each ``--dataset`` of ``--configfile`` the workflow is first run up to ``clusters.json``
+(ingest → tile → path → dual → localize, seed from the config: one F per data set), then
+every method is fitted on the training images and draws ``--n`` images for each of
+``--seeds`` seeds. Metrics against the held-out test images (``dualdiv.metrics``, DESIGN §5.6):
+
+- feature C2ST: classifier two-sample AUC (0.5 best), logistic regression on the
+  standardised per-channel Welch log spectra + channel correlations, ``--repeats`` ×
+  stratified 5-fold on balanced subsets (``metrics.c2st_auc``);
+- spectrum error (mean |Δ mean log spectrum|) and correlation error (Frobenius norm of the
+  difference of the mean channel-correlation matrices);
+- DCR ratio: median distance of generated images to their closest training image over the
+  same for the test images, on normalised pixels and in the standardised feature space
+  (≈ 1 as novel as new data, ≪ 1 copies); near-copy fraction (below the 5th percentile of
+  the test images' distances).
+
+Mean ± std over seeds; a markdown table per data set (and ``--out``)::
+
+    nice -n 10 .venv/bin/python benchmarks/generation.py --configfile config/benchmark.yaml \\
+        --dataset eeg_eyes solar_wind --out benchmarks/GENERATION.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from threadpoolctl import threadpool_limits
+
+import dualdiv  # noqa: F401  fills the generator registry
+from dualdiv.generators import make_generator
+from dualdiv.metrics import FeatureSpace, c2st_auc, correlation_error, memorisation, spectrum_error
+from dualdiv.samples import WALKS, dual_context
+from dualdiv.tiling import load_tiles
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = [("c2st", "feature C2ST"), ("spectrum", "spectrum err"), ("corr", "corr. err"), ("dcr", "DCR"),
+           ("dcr_feat", "DCR (features)"), ("near_copy", "near copies"), ("critic_auc", "critic AUC"),
+           ("ess", "ESS of 32"), ("acceptance", "MALA accept"), ("walk_accepted", "walk accepted"),
+           ("fit_s", "fit s"), ("sample_s", "sample s")]
+
+
+def methods() -> list[tuple[str, str, dict]]:
+    """(label, registry key, settings) of every compared method."""
+    mix = {"local_mixture": True}
+    out = [("copy", "copy", {}), ("interpolate", "interpolate", {}), ("marginals", "marginals", {}),
+           ("spectral", "spectral", {}), ("spectral_mix", "spectral", mix), ("var", "var", {}),
+           ("gaussian_lw", "gaussian_lw", {})]
+    for label, base, settings in [("spectral", "spectral", {}), ("spectral_mix", "spectral", mix), ("var", "var", {}),
+                                  ("gaussian_lw", "gaussian_lw", {})]:
+        for sampler in ("sir", "mala"):
+            out.append((f"{label}+{sampler}", "dualdiv_corrected",
+                        {"base": base, "base_settings": settings, "sampler": sampler}))
+    out.append(("dualdiv (spectral_mix+auto)", "dualdiv_corrected",
+                {"base": "spectral", "base_settings": mix, "sampler": "auto"}))
+    walk = {"max_steps": 20, "max_rounds": 2}
+    out += [("walk_image", "dualdiv_walk", {"start": "image", **walk}),
+            ("walk_interpolation", "dualdiv_walk", {"start": "interpolation", **walk}),
+            ("basewalk_spectral_mix", "dualdiv_basewalk", {"base": "spectral", **walk})]
+    return out
+
+
+def evaluate(train: np.ndarray, test: np.ndarray, generated: np.ndarray, seed: int, repeats: int) -> dict:
+    """The table's metrics of one generated set against the held-out test images."""
+    space = FeatureSpace(train)
+    feature = {name: space.transform(images) for name, images in
+               (("train", train), ("test", test), ("generated", generated))}
+    raw = memorisation(generated, test, train)
+    in_features = memorisation(feature["generated"], feature["test"], feature["train"])
+    return {"c2st": c2st_auc(feature["test"], feature["generated"], seed, repeats)["auc"],
+            "spectrum": spectrum_error(test, generated), "corr": correlation_error(test, generated),
+            "dcr": raw["dcr_ratio"], "dcr_feat": in_features["dcr_ratio"], "near_copy": raw["near_copy_fraction"]}
+
+
+def prepare(configfile: Path, dataset: str, results: Path, cores: int) -> None:
+    """Run the workflow up to the dual context (F, cut points) of ``dataset``."""
+    target = results / dataset / "clusters.json"
+    subprocess.run(["snakemake", "--cores", str(cores), "--configfile", str(configfile), "--config",
+                    f"results={results}", "--quiet", "--", str(target)], cwd=ROOT, check=True)
+
+
+def run_dataset(results: Path, dataset: str, seeds: int, n: int, repeats: int, only: list[str] | None) -> list[dict]:
+    folder = results / dataset
+    n_steps = len(list((folder / "path").glob("step_*.pt")))
+    context = dual_context(folder / "tiles.h5", folder / "dual.h5", folder / "clusters.json",
+                           folder / "path" / "plan.json", [folder / "path" / f"step_{k}.pt"
+                                                           for k in range(1, n_steps + 1)], device="cpu")
+    tiles = load_tiles(folder / "tiles.h5")
+    train, test = tiles.subset("train"), tiles.subset("test")
+    rows = []
+    for label, key, settings in methods():
+        if only and label not in only:
+            continue
+        for seed in range(seeds):
+            start = time.process_time()
+            extra = {"context": context} if key in WALKS else {}
+            generator = make_generator(key, **settings, **extra).fit(train, seed=seed)
+            fitted = time.process_time()
+            images, records = generator.sample(n, seed=1000 + seed)
+            sampled = time.process_time()
+            row = {"method": label, "seed": seed, "fit_s": fitted - start, "sample_s": sampled - fitted,
+                   **evaluate(train, test, images, seed, repeats)}
+            if key == "dualdiv_corrected":
+                row["critic_auc"] = generator.critic_report_["auc"]
+                if generator.corrected_:
+                    stat = "ess" if generator.sampler_ == "sir" else "acceptance"
+                    row[stat] = float(np.mean([r[stat] for r in records]))
+            if key in WALKS:
+                row["walk_accepted"] = float(np.mean([r["accepted"] for r in records]))
+            rows.append(row)
+            print(f"{dataset} {label:24s} seed {seed}: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| method | " + " | ".join(name for _, name in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for label in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == label]
+        cells = []
+        for key, _ in COLUMNS:
+            values = [r[key] for r in mine if key in r]
+            if not values:
+                cells.append("")
+            elif key in ("fit_s", "sample_s"):
+                cells.append(f"{np.mean(values):.1f}")
+            else:
+                cells.append(f"{np.mean(values):.2f} ± {np.std(values):.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configfile", type=Path, default=ROOT / "config" / "benchmark.yaml")
+    parser.add_argument("--dataset", nargs="+", default=["eeg_eyes"])
+    parser.add_argument("--results", type=Path, default=ROOT / "results" / "benchmark")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--n", type=int, default=100, help="generated images per method and seed")
+    parser.add_argument("--repeats", type=int, default=10, help="C2ST repeats (random subsets × 5-fold)")
+    parser.add_argument("--only", nargs="*", help="method labels to run (default: all)")
+    parser.add_argument("--out", type=Path, help="also write the markdown here")
+    args = parser.parse_args(argv)
+    descriptions = yaml.safe_load(args.configfile.read_text()).get("datasets", {})
+    sections = []
+    for dataset in args.dataset:
+        wall = time.time()
+        prepare(args.configfile, dataset, args.results.resolve(), args.cores)
+        prepared = time.time()
+        torch.set_num_threads(1)  # one core per method: the comparison, not the machine, is measured
+        with threadpool_limits(1):
+            rows = run_dataset(args.results.resolve(), dataset, args.seeds, args.n, args.repeats, args.only)
+        tiles = load_tiles(args.results / dataset / "tiles.h5")
+        shape = tiles.images.shape
+        sections += [f"## {dataset} ({(tiles.split == 'train').sum()} train / {(tiles.split == 'test').sum()} "
+                     f"test images, {shape[1]}×{shape[2]})", "",
+                     " ".join(str(descriptions.get(dataset, {}).get("description", "")).split()), "",
+                     f"Workflow to the dual context {prepared - wall:.0f} s, the table {time.time() - prepared:.0f} s "
+                     f"wall; mean ± std over {args.seeds} seeds; fit/sample: CPU seconds.", "", table(rows), ""]
+    command = "benchmarks/generation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = "\n".join([f"# Generation: held-out realism and novelty per method\n\n`{command}`; "
+                      f"{platform.processor() or platform.machine()}, one torch thread per method.\n", *sections])
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
