@@ -67,7 +67,8 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
 
 
 def code_hash(*modules: str) -> str:
-    """Short sha256 of the source of the named ``dualdiv`` modules (e.g. ``"tiling"``).
+    """Short sha256 of the source of the named ``dualdiv`` modules (e.g. ``"tiling"``) or
+    subpackages (e.g. ``"baselines"``: every module in it).
 
     Snakemake does not rerun a rule when a module its script imports changes;
     the rules put this hash in ``params`` so that editing a module reruns
@@ -75,8 +76,11 @@ def code_hash(*modules: str) -> str:
     """
     digest = hashlib.sha256()
     for module in sorted(set(modules)):
-        digest.update(module.encode())
-        digest.update((_PACKAGE_DIR / f"{module}.py").read_bytes())
+        package = _PACKAGE_DIR / module
+        files = sorted(package.glob("*.py")) if package.is_dir() else [_PACKAGE_DIR / f"{module}.py"]
+        for file in files:
+            digest.update(str(file.relative_to(_PACKAGE_DIR)).encode())
+            digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
 
 

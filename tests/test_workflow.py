@@ -149,3 +149,19 @@ def test_step_settings_only_touch_their_step():
 
     assert step_settings(config, "d", 1) == {"max_iterations": 100, "critic": {"channels": 8}}
     assert step_settings(config, "d", 2) == {"max_iterations": 500, "critic": {"channels": 4}}
+
+
+def test_code_hash_follows_modules_and_every_module_of_a_subpackage(tmp_path, monkeypatch):
+    """A rule's code param changes when a module it names, or any module of a subpackage it names, changes."""
+    import dualdiv.io
+
+    (tmp_path / "tiling.py").write_text("a = 1\n")
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "vae.py").write_text("b = 1\n")
+    monkeypatch.setattr(dualdiv.io, "_PACKAGE_DIR", tmp_path)
+    before = dualdiv.io.code_hash("tiling", "baselines")
+    (tmp_path / "baselines" / "vae.py").write_text("b = 2\n")
+    after_edit = dualdiv.io.code_hash("tiling", "baselines")
+    (tmp_path / "baselines" / "ddpm.py").write_text("c = 1\n")
+    assert len({before, after_edit, dualdiv.io.code_hash("tiling", "baselines")}) == 3
+    assert dualdiv.io.code_hash("baselines", "tiling") == dualdiv.io.code_hash("tiling", "baselines")

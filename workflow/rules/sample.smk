@@ -40,7 +40,7 @@ rule baseline:
     params:
         sample=lambda wc: json.dumps(dataset_settings(config, wc.dataset, "sample"), sort_keys=True),
         device=config["device"],
-        code=code_hash("samples", "generators", "bases", "correction", "sampling", "io", "errors", "tiling"),
+        code=code_hash("samples", "generators", "bases", "baselines", "io", "errors", "tiling"),
     log:
         "logs/{dataset}/baseline_{method}.log",
     benchmark:
