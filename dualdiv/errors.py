@@ -16,3 +16,7 @@ class InputError(DualdivError):
 
 class ConfigError(DualdivError):
     """A setting is missing, of the wrong type or out of range."""
+
+
+class OutputError(DualdivError):
+    """An output cannot be written: disk full, read-only file system, no permission."""

@@ -35,12 +35,13 @@ import xarray as xr
 
 from dualdiv import datasets
 from dualdiv.errors import ConfigError, InputError
-from dualdiv.io import atomic_output, provenance, sha256_file
+from dualdiv.io import atomic_output, available_memory, provenance, sha256_file
 
 FORMATS = ("ts", "csv", "npy", "npz", "netcdf", *datasets.READERS)
 _EXTENSIONS = {".ts": "ts", ".csv": "csv", ".npy": "npy", ".npz": "npz",
                ".nc": "netcdf", ".h5": "netcdf", ".hdf5": "netcdf", ".nc4": "netcdf"}
 LENGTH_POLICIES = ("error", "crop", "pad")
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # tiles and samples store float32
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,8 @@ def read_ts(path: Path) -> RawSeries:
             if not line.startswith("@"):
                 raise InputError(f"{path}:{lineno}: expected a header line starting with '@' "
                                  f"before @data, got {line[:40]!r}")
+            if not line[1:].strip():
+                raise InputError(f"{path}:{lineno}: a header line '@' without a name")
             name, *values = line[1:].split()
             key = name.lower()
             if key == "data":
@@ -208,7 +211,7 @@ def read_csv(path: Path) -> RawSeries:
     columns = [str(c) for c in table.columns]
     if "sample" not in columns:
         raise InputError(f"{path}: no 'sample' column; expected a wide table with columns "
-                         f"sample,<channel>,<channel>,... (got {', '.join(columns[:8])})")
+                         f"sample,<channel>,<channel>,... (got {', '.join(map(repr, columns[:8]))})")
     channels = [c for c in columns if c not in ("sample", "time", "label")]
     if not channels:
         raise InputError(f"{path}: no channel columns besides sample/time/label")
@@ -232,7 +235,7 @@ def read_csv(path: Path) -> RawSeries:
         if "label" in columns:
             distinct = rows["label"].astype(str).unique()
             if len(distinct) != 1:
-                raise InputError(f"{path}: sample {key!r} has several labels ({', '.join(distinct[:4])}); "
+                raise InputError(f"{path}: sample {key!r} has several labels ({', '.join(map(repr, distinct[:4]))}); "
                                  "a label must be constant within a sample")
             labels.append(distinct[0])
     return RawSeries(path, series, labels or None, channel_names=channels)
@@ -258,17 +261,20 @@ def load_arrays(path: Path) -> tuple[np.ndarray, dict]:
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise InputError(f"{path}: cannot load ({exc}); object arrays are not accepted") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable NumPy file ({exc})") from None
+        raise InputError(f"{path}: cannot load ({_first_line(exc)}); object arrays are not accepted") from None
+    except MemoryError as exc:  # a header declaring more than memory holds (truncated or foreign file)
+        raise InputError(f"{path}: the array header declares more data than fits in memory ({exc})") from None
+    except Exception as exc:  # a corrupt header raises OSError, EOFError, SyntaxError, BadZipFile...
+        raise InputError(f"{path}: not a readable NumPy file ({_first_line(exc)})") from None
     if isinstance(loaded, np.ndarray):
         contents, key = {"data": loaded}, "data"
     else:
         with loaded:
+            _check_fits_in_memory(path, sum(info.file_size for info in loaded.zip.infolist()))
             try:
                 contents = {k: loaded[k] for k in loaded.files}
-            except (ValueError, OSError, EOFError) as exc:
-                raise InputError(f"{path}: corrupt or object-typed array in archive ({exc})") from None
+            except Exception as exc:  # as above, and zlib.error for corrupt compressed members
+                raise InputError(f"{path}: corrupt or object-typed array in archive ({_first_line(exc)})") from None
         key = next((k for k in ("data", "x", "X") if k in contents), None)
         if key is None:
             if len(contents) != 1:
@@ -287,7 +293,7 @@ def read_numpy(path: Path) -> RawSeries:
     label_key = next((k for k in ("labels", "y") if k in extra), None)
     labels = [str(v) for v in extra[label_key].ravel()] if label_key else None
     names = [str(v) for v in extra["channel_names"].ravel()] if "channel_names" in extra else None
-    rate = float(extra["sampling_rate"]) if "sampling_rate" in extra else None
+    rate = _sampling_rate(extra["sampling_rate"], path) if "sampling_rate" in extra else None
     array = _numeric_array(array, path, "the array")
     if labels is not None and len(labels) != len(array):
         raise InputError(f"{path}: {len(labels)} labels for {len(array)} samples")
@@ -298,7 +304,10 @@ def read_netcdf(path: Path) -> RawSeries:
     """Read a NetCDF/HDF5 file written by xarray (or a plain HDF5 file with one 3-D dataset)."""
     try:
         with xr.open_dataset(path, engine="h5netcdf", phony_dims="sort") as ds:
+            _check_fits_in_memory(path, ds.nbytes)
             ds.load()
+    except InputError:
+        raise
     except Exception as exc:  # h5py/h5netcdf raise many types for corrupt files
         return _read_plain_hdf5(path, exc)
     candidates = [v for v in ds.data_vars if ds[v].ndim == 3]
@@ -317,7 +326,7 @@ def read_netcdf(path: Path) -> RawSeries:
     rate = ds.attrs.get("sampling_rate", data.attrs.get("sampling_rate"))
     units = ds.attrs.get("units", data.attrs.get("units"))
     return RawSeries(path, [list(s) for s in array], labels, names,
-                     float(rate) if rate is not None else None, units or None)
+                     _sampling_rate(rate, path) if rate is not None else None, units or None)
 
 
 def _read_plain_hdf5(path: Path, xarray_error: Exception) -> RawSeries:
@@ -329,6 +338,7 @@ def _read_plain_hdf5(path: Path, xarray_error: Exception) -> RawSeries:
             if len(arrays) != 1:
                 raise InputError(f"{path}: expected one 3-D dataset (sample, channel, time), found "
                                  f"{len(arrays)} candidate datasets")
+            _check_fits_in_memory(path, arrays[0].nbytes)
             array = arrays[0][()]
     except InputError:
         raise
@@ -336,6 +346,29 @@ def _read_plain_hdf5(path: Path, xarray_error: Exception) -> RawSeries:
         raise InputError(f"{path}: not a readable NetCDF/HDF5 file (corrupt or truncated?): "
                          f"{str(xarray_error).splitlines()[0] if str(xarray_error) else exc}") from None
     return RawSeries(path, [list(s) for s in _numeric_array(array, path, "the dataset")])
+
+
+def _sampling_rate(value, path: Path) -> float:
+    """A sampling rate stored in a file: one positive finite number, else an InputError."""
+    try:
+        rate = float(np.asarray(value).item())
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: sampling_rate must be one number, got {str(value)[:40]!r}") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise InputError(f"{path}: sampling_rate must be a positive number of Hz, got {rate}")
+    return rate
+
+
+def _check_fits_in_memory(path: Path, n_bytes: int) -> None:
+    """Refuse a file whose declared contents exceed the free memory before anything is allocated."""
+    available = available_memory()
+    if n_bytes > available:
+        raise InputError(f"{path}: declares {n_bytes / 2**30:.1f} GiB of data, more than the "
+                         f"{available / 2**30:.1f} GiB of memory available (corrupt header or wrong file?)")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 READERS = {"ts": read_ts, "csv": read_csv, "npy": read_numpy, "npz": read_numpy, "netcdf": read_netcdf,
@@ -393,6 +426,8 @@ def assemble(raws: Sequence[RawSeries], settings: IngestSettings) -> xr.Dataset:
         if len(raw.series[0]) != len(first.series[0]):
             raise InputError(f"{raw.path}: {len(raw.series[0])} channels, but {first.path} has "
                              f"{len(first.series[0])}: files must share their channels")
+        if raw.channel_names and len(raw.channel_names) != len(raw.series[0]):
+            raise InputError(f"{raw.path}: {len(raw.channel_names)} channel names for {len(raw.series[0])} channels")
         if raw.channel_names and first.channel_names and raw.channel_names != first.channel_names:
             raise InputError(f"{raw.path}: channel names {raw.channel_names[:4]}... differ from "
                              f"{first.path}'s {first.channel_names[:4]}...")
@@ -409,14 +444,9 @@ def assemble(raws: Sequence[RawSeries], settings: IngestSettings) -> xr.Dataset:
             equalise_lengths(raw, "error", target)
     arrays = [equalise_lengths(raw, settings.length_policy, target) for raw in raws]
     signal = np.concatenate(arrays)
-    if not np.isfinite(signal).all():
+    if not (np.isfinite(signal).all() and -FLOAT32_MAX <= signal.min() and signal.max() <= FLOAT32_MAX):
         for raw, array in zip(raws, arrays, strict=True):
-            bad = np.argwhere(~np.isfinite(array))
-            if len(bad):
-                i, c, t = bad[0]
-                kind = "NaN/missing" if np.isnan(array[i, c, t]) else "infinite"
-                raise InputError(f"{raw.path}: {kind} value at sample {i}, channel {c}, time {t} "
-                                 f"({len(bad)} non-finite values in all); remove or impute them first")
+            _check_values(raw.path, array)
     n, n_channels, n_time = signal.shape
     if n < settings.min_samples:
         raise InputError(f"{', '.join(str(r.path) for r in raws)}: {n} samples, need at least "
@@ -442,6 +472,20 @@ def assemble(raws: Sequence[RawSeries], settings: IngestSettings) -> xr.Dataset:
     if rate:
         attrs["sampling_rate"] = float(rate)
     return xr.Dataset(data_vars, coords, attrs)
+
+
+def _check_values(path: Path, array: np.ndarray) -> None:
+    """InputError naming the first value of ``array`` (n, C, T) that is NaN, infinite or beyond float32."""
+    bad = np.argwhere(~(np.abs(array) <= FLOAT32_MAX))  # NaN compares False
+    if len(bad):
+        i, c, t = bad[0]
+        value = array[i, c, t]
+        if np.isfinite(value):
+            raise InputError(f"{path}: value {value:.3g} at sample {i}, channel {c}, time {t} is beyond the "
+                             f"float32 range (±{FLOAT32_MAX:.3g}) images are stored in; rescale the data")
+        kind = "NaN/missing" if np.isnan(value) else "infinite"
+        raise InputError(f"{path}: {kind} value at sample {i}, channel {c}, time {t} "
+                         f"({int((~np.isfinite(array)).sum())} non-finite values in all); remove or impute them first")
 
 
 def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike,

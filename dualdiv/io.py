@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dualdiv.errors import DualdivError
+from dualdiv.errors import OutputError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -28,22 +29,46 @@ def atomic_output(final: str | os.PathLike) -> Iterator[Path]:
 
     On any exception the temporary file is removed and ``final`` is left as it
     was (absent, or the previous complete version). Disk-full and read-only
-    errors become a :class:`DualdivError` naming the output.
+    errors become an :class:`~dualdiv.errors.OutputError` naming the output.
     """
     final = Path(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(final)
         yield tmp
         os.replace(tmp, final)
     except OSError as exc:
         _remove_quietly(tmp)
         if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
-            raise DualdivError(f"{final}: cannot write output: {exc.strerror}") from exc
+            # os.strerror: h5py's own strerror spans several lines of HDF5 detail
+            raise OutputError(f"{final}: cannot write output: {os.strerror(exc.errno)}") from exc
         raise
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def _remove_stale_temporaries(final: Path) -> None:
+    """Remove temporaries of ``final`` whose writer is gone (a job killed with SIGKILL cannot clean up).
+
+    A writer is known by the process id in the temporary's name; Snakemake's directory lock
+    ensures no other host writes the same output at the same time.
+    """
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            _remove_quietly(stale)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def _remove_quietly(path: Path) -> None:
@@ -82,6 +107,18 @@ def code_hash(*modules: str) -> str:
             digest.update(str(file.relative_to(_PACKAGE_DIR)).encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def available_memory() -> int:
+    """Bytes of memory a process can still take (MemAvailable on Linux, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def git_commit() -> str | None:

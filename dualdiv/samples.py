@@ -67,7 +67,7 @@ def dual_context(tiles_path, dual_path, clusters_path, plan_path, critic_paths, 
         with h5py.File(dual_path, "r") as handle:
             F, lo, hi = handle["F"][()], float(handle.attrs["lo"]), float(handle.attrs["hi"])
         boundaries = json.loads(Path(clusters_path).read_text())["boundaries"]
-    except (OSError, KeyError, json.JSONDecodeError) as exc:
+    except Exception as exc:  # h5py and json raise many types for corrupt or missing files
         raise InputError(f"cannot read the dual context ({exc}); rerun the dual and localize stages") from None
     train = tiles.split == "train"
     return DualContext(F=load_dual_function(plan_path, critic_paths, device), train_F=F[train],
@@ -123,6 +123,6 @@ def load_samples(path: str | os.PathLike) -> Samples:
                            records=[json.loads(r) for r in handle["provenance"].asstr()[()]],
                            method=str(handle.attrs["method"]), generator=str(handle.attrs["generator"]),
                            settings=json.loads(handle.attrs["settings"]), seed=int(handle.attrs["seed"]))
-    except (OSError, KeyError, ValueError) as exc:
+    except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, ValueError... for corrupt files
         raise InputError(f"{path}: cannot read samples file (corrupt or truncated? rerun its stage): "
                          f"{str(exc).splitlines()[0]}") from None

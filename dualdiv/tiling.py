@@ -17,6 +17,7 @@ window in its recording); ``/labels`` where the data have labels; attributes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -139,12 +140,14 @@ def split_single_recording(starts: np.ndarray, window: int, test_fraction: float
 def channel_stats(train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation over training images ``(n, H, W)``.
 
-    A constant channel has std 0; it gets std 1 (its normalised values are 0)
-    and is reported in the third return value (indices of constant channels).
+    A constant channel has std 0 (or rounding noise relative to its value); it gets
+    std 1 (its normalised values are 0) and is reported in the third return value
+    (indices of constant channels). The test is relative, so data in small units
+    (tesla, volts) keep their variation.
     """
     mean = train_images.mean(axis=(0, 2))
     std = train_images.std(axis=(0, 2))
-    constant = np.flatnonzero(std <= 1e-12 * np.maximum(1.0, np.abs(mean)))
+    constant = np.flatnonzero(std <= 1e-12 * np.abs(mean))
     std[constant] = 1.0
     return mean, std, constant
 
@@ -180,9 +183,22 @@ def write_tiles(out: str | os.PathLike, tiles: Tiles) -> None:
         if tiles.sampling_rate:
             handle.attrs["sampling_rate"] = tiles.sampling_rate
         handle.attrs["provenance"] = json.dumps(tiles.provenance or {})
+        handle.attrs["content_sha256"] = _content_sha256(tiles)
 
 
 _REQUIRED = ("images", "split", "sample_id", "window_start")
+
+
+def _content_sha256(tiles: Tiles) -> str:
+    """Checksum of everything in ``tiles`` as it reads back; load_tiles refuses a file changed after writing."""
+    digest = hashlib.sha256()
+    for array, dtype in ((tiles.images, np.float32), (tiles.sample_id, np.int64), (tiles.window_start, np.int64),
+                         (tiles.channel_mean, np.float64), (tiles.channel_std, np.float64)):
+        digest.update(np.ascontiguousarray(array, dtype=dtype).data)
+    text = [list(map(str, tiles.split)), None if tiles.labels is None else list(map(str, tiles.labels)),
+            list(tiles.channel_names), tiles.sampling_rate or None, tiles.units, tiles.provenance or {}]
+    digest.update(json.dumps(text, sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 def load_tiles(path: str | os.PathLike) -> Tiles:
@@ -203,16 +219,17 @@ def load_tiles(path: str | os.PathLike) -> Tiles:
                 channel_mean=np.asarray(handle.attrs["channel_mean"], dtype=np.float64),
                 channel_std=np.asarray(handle.attrs["channel_std"], dtype=np.float64),
                 channel_names=json.loads(handle.attrs["channel_names"]),
-                labels=handle["labels"][()].astype(str) if "labels" in handle else None,
+                labels=np.char.decode(handle["labels"][()], "utf-8") if "labels" in handle else None,
                 sampling_rate=float(handle.attrs["sampling_rate"]) if "sampling_rate" in handle.attrs else None,
                 units=str(handle.attrs.get("units", "unknown")),
                 provenance=json.loads(handle.attrs.get("provenance", "{}")),
             )
+            stored_sha256 = handle.attrs.get("content_sha256")
     except InputError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read tiles file (corrupt or truncated? rerun the tile "
-                         f"stage): {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, ValueError... for corrupt files
+        raise InputError(f"{path}: cannot read tiles file (corrupt or truncated? rerun the tile stage, "
+                         f"snakemake --forcerun tile): {str(exc).splitlines()[0]}") from None
     n = len(tiles.images)
     if tiles.images.ndim != 3 or tiles.images.dtype != np.float32:
         raise InputError(f"{path}: /images has shape {tiles.images.shape} {tiles.images.dtype}, "
@@ -224,6 +241,9 @@ def load_tiles(path: str | os.PathLike) -> Tiles:
                          f"expected ({tiles.images.shape[1]},)")
     if not np.isfinite(tiles.images).all():
         raise InputError(f"{path}: /images contains NaN or infinite values")
+    if stored_sha256 is not None and stored_sha256 != _content_sha256(tiles):
+        raise InputError(f"{path}: contents do not match the checksum stored when the file was written "
+                         "(corrupt or edited): rerun the tile stage (snakemake --forcerun tile)")
     return tiles
 
 
@@ -262,9 +282,13 @@ def tile(raw_path: str | os.PathLike, out: str | os.PathLike,
     if len(constant):
         log.warning("%s: constant channel(s) %s in the training split; their std is set to 1",
                     raw_path, ", ".join(names[c] for c in constant))
+    normalised = normalise(images, mean, std)
+    if not np.isfinite(normalised).all():  # values near the float32 limit can overflow once centred
+        bad = sorted({names[c] for c in np.argwhere(~np.isfinite(normalised))[:, 1]})
+        raise InputError(f"{raw_path}: channel(s) {', '.join(bad)} overflow float32 once z-scored; rescale the data")
     checksums = {str(raw_path): sha256_file(raw_path)}
     tiles = Tiles(
-        images=normalise(images, mean, std),
+        images=normalised,
         split=split,
         sample_id=recording.astype(np.int64),
         window_start=starts,
