@@ -81,11 +81,13 @@ class RawSeries:
     """What one reader returns: possibly ragged series of one file.
 
     series: one ``(channels, time)`` float64 array per sample (lengths may differ
-        until the length policy is applied; channels are lists when ragged).
+        until the length policy is applied; channels are lists when ragged), or one
+        ``(n, channels, time)`` array when the reader has the data whole (ingest then
+        copies nothing).
     """
 
     path: Path
-    series: list[list[np.ndarray]]
+    series: list[list[np.ndarray]] | np.ndarray
     labels: list[str] | None = None
     channel_names: list[str] | None = None
     sampling_rate: float | None = None
@@ -249,7 +251,7 @@ def _numeric_array(array: np.ndarray, path: Path, what: str) -> np.ndarray:
     if array.ndim != 3:
         raise InputError(f"{path}: {what} has shape {array.shape}; expected (n, channels, time) "
                          "or (n, time)")
-    return array.astype(np.float64)
+    return array.astype(np.float64, copy=False)
 
 
 def load_arrays(path: Path) -> tuple[np.ndarray, dict]:
@@ -297,7 +299,7 @@ def read_numpy(path: Path) -> RawSeries:
     array = _numeric_array(array, path, "the array")
     if labels is not None and len(labels) != len(array):
         raise InputError(f"{path}: {len(labels)} labels for {len(array)} samples")
-    return RawSeries(path, [list(sample) for sample in array], labels, names, rate)
+    return RawSeries(path, array, labels, names, rate)
 
 
 def read_netcdf(path: Path) -> RawSeries:
@@ -325,7 +327,7 @@ def read_netcdf(path: Path) -> RawSeries:
     names = [str(v) for v in ds["channel"].values] if "channel" in ds.coords else None
     rate = ds.attrs.get("sampling_rate", data.attrs.get("sampling_rate"))
     units = ds.attrs.get("units", data.attrs.get("units"))
-    return RawSeries(path, [list(s) for s in array], labels, names,
+    return RawSeries(path, array, labels, names,
                      _sampling_rate(rate, path) if rate is not None else None, units or None)
 
 
@@ -345,7 +347,7 @@ def _read_plain_hdf5(path: Path, xarray_error: Exception) -> RawSeries:
     except Exception as exc:
         raise InputError(f"{path}: not a readable NetCDF/HDF5 file (corrupt or truncated?): "
                          f"{str(xarray_error).splitlines()[0] if str(xarray_error) else exc}") from None
-    return RawSeries(path, [list(s) for s in _numeric_array(array, path, "the dataset")])
+    return RawSeries(path, _numeric_array(array, path, "the dataset"))
 
 
 def _sampling_rate(value, path: Path) -> float:
@@ -403,6 +405,8 @@ def equalise_lengths(raw: RawSeries, policy: str, target: int | None = None) -> 
         got = sorted({len(c) for c in raw.series[where]})
         raise InputError(f"{raw.path}: ragged series: sample {where} has length {got} but the first "
                          f"has {target}; set ingest.length_policy to 'crop' or 'pad' to equalise")
+    if isinstance(raw.series, np.ndarray) and raw.series.shape[2] == target:
+        return raw.series
     out = np.empty((len(raw.series), len(raw.series[0]), target))
     for i, sample in enumerate(raw.series):
         for c, channel in enumerate(sample):
@@ -416,9 +420,9 @@ def assemble(raws: Sequence[RawSeries], settings: IngestSettings) -> xr.Dataset:
     """Check and concatenate what the readers returned into the ``raw.nc`` Dataset."""
     first = raws[0]
     for raw in raws:
-        if not raw.series:
+        if len(raw.series) == 0:
             raise InputError(f"{raw.path}: no samples")
-        if not raw.series[0]:
+        if len(raw.series[0]) == 0:
             raise InputError(f"{raw.path}: zero channels")
         counts = {len(sample) for sample in raw.series}
         if len(counts) > 1:
@@ -443,7 +447,7 @@ def assemble(raws: Sequence[RawSeries], settings: IngestSettings) -> xr.Dataset:
         for raw in raws:  # name the first offending file
             equalise_lengths(raw, "error", target)
     arrays = [equalise_lengths(raw, settings.length_policy, target) for raw in raws]
-    signal = np.concatenate(arrays)
+    signal = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
     if not (np.isfinite(signal).all() and -FLOAT32_MAX <= signal.min() and signal.max() <= FLOAT32_MAX):
         for raw, array in zip(raws, arrays, strict=True):
             _check_values(raw.path, array)

@@ -137,24 +137,29 @@ def split_single_recording(starts: np.ndarray, window: int, test_fraction: float
     return split
 
 
-def channel_stats(train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation over training images ``(n, H, W)``.
+def channel_stats(images: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over images ``(n, H, W)`` (those of ``rows`` only, a mask
+    or indices, e.g. the training split). One channel at a time, so the temporaries are 1/H of the images.
 
     A constant channel has std 0 (or rounding noise relative to its value); it gets
     std 1 (its normalised values are 0) and is reported in the third return value
     (indices of constant channels). The test is relative, so data in small units
     (tesla, volts) keep their variation.
     """
-    mean = train_images.mean(axis=(0, 2))
-    std = train_images.std(axis=(0, 2))
+    selected = slice(None) if rows is None else rows
+    mean = np.array([images[selected, c].mean() for c in range(images.shape[1])])
+    std = np.array([images[selected, c].std() for c in range(images.shape[1])])
     constant = np.flatnonzero(std <= 1e-12 * np.abs(mean))
     std[constant] = 1.0
     return mean, std, constant
 
 
 def normalise(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Physical ``(n, H, W)`` → z-scored float32 with per-channel ``mean``, ``std`` ``(H,)``."""
-    return ((images - mean[:, None]) / std[:, None]).astype(np.float32)
+    """Physical ``(n, H, W)`` → z-scored float32 with per-channel ``mean``, ``std`` ``(H,)`` (a channel at a time)."""
+    out = np.empty(images.shape, dtype=np.float32)
+    for c in range(images.shape[1]):
+        out[:, c] = (images[:, c] - mean[c]) / std[c]
+    return out
 
 
 def to_physical(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -169,7 +174,7 @@ def write_tiles(out: str | os.PathLike, tiles: Tiles) -> None:
     n, height, width = tiles.images.shape
     with atomic_output(out) as tmp, h5py.File(tmp, "w", track_order=True) as handle:
         opts = {"track_times": False}
-        handle.create_dataset("images", data=tiles.images.astype(np.float32), chunks=(1, height, width),
+        handle.create_dataset("images", data=np.asarray(tiles.images, dtype=np.float32), chunks=(1, height, width),
                               compression="gzip", compression_opts=4, shuffle=True, **opts)
         handle.create_dataset("split", data=np.array(tiles.split, dtype="S5"), **opts)
         handle.create_dataset("sample_id", data=tiles.sample_id.astype(np.int64), **opts)
@@ -273,11 +278,12 @@ def tile(raw_path: str | os.PathLike, out: str | os.PathLike,
         is_test = split_recordings(len(signal), settings.test_fraction, settings.seed, recording_labels)
         split = np.where(is_test[recording], "test", "train")
     keep = split != ""
-    images, recording, starts, split = images[keep], recording[keep], starts[keep], split[keep]
+    if not keep.all():  # indexing copies the images: only when windows were dropped
+        images, recording, starts, split = images[keep], recording[keep], starts[keep], split[keep]
     if (split == "train").sum() < 2:
         raise InputError(f"{raw_path}: fewer than 2 training images after the split "
                          f"(tile.test_fraction={settings.test_fraction})")
-    mean, std, constant = channel_stats(images[split == "train"])
+    mean, std, constant = channel_stats(images, split == "train")
     names = [str(c) for c in ds["channel"].values]
     if len(constant):
         log.warning("%s: constant channel(s) %s in the training split; their std is set to 1",
