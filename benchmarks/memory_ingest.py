@@ -2,8 +2,8 @@
 
 For each size, writes a float64 ``.npy`` of shape (n, 16, 1024) — 128 KiB per series — in chunks (so
 the generator itself stays small), then runs ``ingest`` and ``tile`` each in a fresh subprocess and
-reads that process's peak resident set size (``ru_maxrss``), less nothing: the numbers include
-Python, NumPy, xarray and h5py (the first row, 8 series, is nearly all interpreter and libraries). Prints a Markdown table.
+reads that process's peak resident set size (``ru_maxrss``). The numbers include Python, NumPy,
+xarray and h5py: the first row (8 series) is nearly all interpreter and libraries. Prints a Markdown table.
 
     python benchmarks/memory_ingest.py --sizes-mb 64 256 1024 2048 --folder /tmp/dualdiv_memory
 """
@@ -70,8 +70,8 @@ def measure(folder: Path, n_series: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| raw file (MiB) | series | ingest peak RSS (MiB) | ingest wall (s) | tile peak RSS (MiB) | tile wall (s) |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| raw file (MiB) | series | ingest peak RSS (MiB) | ingest wall (s) | tile peak RSS (MiB) "
+             "| tile wall (s) |", "|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row['file_mib']:.1f} | {row['n_series']} | {row['ingest']['peak_mib']:.0f} | "
                      f"{row['ingest']['wall_s']:.1f} | {row['tile']['peak_mib']:.0f} | {row['tile']['wall_s']:.1f} |")

@@ -7,6 +7,7 @@ test folders keeps meaning ``tests/conftest.py``.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -111,10 +112,16 @@ def ingest_outcome(path: Path, out: Path, settings: IngestSettings = READABLE) -
     return None
 
 
-def run_python(code: str, cwd: Path, **kwargs) -> subprocess.Popen:
-    """Start ``python -c code`` in its own process group (so a kill reaches its children too)."""
-    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+def start(command: list[str], cwd: Path) -> subprocess.Popen:
+    """Start ``command`` in its own process group, so that a kill reaches its children too."""
+    return subprocess.Popen(command, cwd=cwd, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL ``process`` and everything it started; wait for it."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
 
 
 def wait_for(condition, timeout: float, what: str, poll: float = 0.005) -> None:
