@@ -86,9 +86,13 @@ def write_samples(tiles_path: str | os.PathLike, method: str, out: str | os.Path
         settings["context"] = context
     tiles = load_tiles(tiles_path)
     started = time.perf_counter()
-    generator = make_generator(key, **settings).fit(tiles.subset("train"), seed)
-    fitted = time.perf_counter()
-    images, records = generator.sample(n, seed)
+    try:
+        generator = make_generator(key, **settings).fit(tiles.subset("train"), seed)
+        fitted = time.perf_counter()
+        images, records = generator.sample(n, seed)
+    except (np.linalg.LinAlgError, FloatingPointError) as exc:
+        raise InputError(f"{tiles_path}: {method} failed numerically on these images ({exc}); constant, "
+                         "duplicated or too few training images make a fit singular: try another method") from None
     if images.shape != (n, *tiles.images.shape[1:]) or not np.isfinite(images).all():
         raise InputError(f"{method}: generator returned {images.shape} images"
                          f"{'' if np.isfinite(images).all() else ' with NaN/inf values'}; "
