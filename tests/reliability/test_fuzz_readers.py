@@ -17,7 +17,8 @@ from reliability_support import FORMATS, ingest_outcome, write_valid
 
 import dualdiv.ingest
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, deadline=None, database=None,  # no .hypothesis/ in the checkout
+                suppress_health_check=[HealthCheck.too_slow])
 BINARY = ("npy", "npz", "nc")
 
 
@@ -98,14 +99,11 @@ def _write_array(path: Path, fmt: str, array: np.ndarray) -> None:
         xr.Dataset({"signal": (("sample", "channel", "time"), array)}).to_netcdf(path, engine="h5netcdf")
 
 
-@pytest.mark.parametrize("fmt", BINARY)
-@pytest.mark.parametrize("kind", NON_NUMERIC)
+@pytest.mark.parametrize("fmt, kind", [(fmt, kind) for fmt in BINARY for kind in NON_NUMERIC
+                                       if not (fmt == "nc" and kind in ("structured", "complex"))])  # not in NetCDF
 def test_non_numeric_arrays_are_rejected(tmp_path, fmt, kind):
-    array = NON_NUMERIC[kind]
-    if fmt == "nc" and kind in ("structured", "complex"):
-        pytest.skip("NetCDF has no such variables")
     path = tmp_path / f"x.{fmt}"
-    _write_array(path, fmt, array)
+    _write_array(path, fmt, NON_NUMERIC[kind])
     error = ingest_outcome(path, tmp_path / "raw.nc")
     assert error is not None and ("dtype" in str(error) or "object" in str(error).lower()), error
 
