@@ -17,7 +17,8 @@ from reliability_support import FORMATS, ingest_outcome, write_valid
 
 import dualdiv.ingest
 
-FUZZ = settings(max_examples=60, deadline=None, database=None,  # no .hypothesis/ in the checkout
+# The same examples every run (reproducible CI); a deeper search raises max_examples (1500 a test passed).
+FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 BINARY = ("npy", "npz", "nc")
 
