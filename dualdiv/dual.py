@@ -17,6 +17,7 @@ these functions only read, check and write files (always atomically).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from dualdiv.errors import InputError
 from dualdiv.io import atomic_output, provenance, sha256_file
 from dualdiv.path import (
     StepSettings,
+    check_plan,
     combine_steps,
     load_critic,
     make_plan,
@@ -41,21 +43,28 @@ from dualdiv.path import (
 )
 from dualdiv.tiling import load_tiles
 
+log = logging.getLogger(__name__)
+
 # Quantile of F on reference (product-of-marginals) samples used as the lower end point.
 LO_QUANTILE = 0.99
 
 
 def _write_json(path: str | os.PathLike, content: dict) -> None:
     with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
+        Path(tmp).write_text(json.dumps(content, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def read_plan(path: str | os.PathLike) -> dict:
-    """``plan.json`` as a dict; unreadable JSON is an InputError naming the file."""
+    """``plan.json`` as a dict; unreadable JSON or a malformed plan is an InputError naming the file."""
     try:
-        return json.loads(Path(path).read_text())
+        plan = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: cannot read path plan ({exc}); rerun path_plan") from None
+    try:
+        check_plan(plan, 1)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}; rerun path_plan") from None
+    return plan
 
 
 def write_plan(tiles_path: str | os.PathLike, out: str | os.PathLike, n_blocks: int, order: str = "time",
@@ -80,8 +89,13 @@ def write_step(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, step
     tiles = load_tiles(tiles_path)
     plan = read_plan(plan_path)
     checkpoint = Path(out_critic).with_suffix(".ckpt")
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     state, record = train_step(tiles.subset("train"), plan, step, settings, seed, checkpoint=checkpoint,
                                device=device, progress=progress)
+    if record["fallback"] is not None:
+        log.warning("%s: path step %d falls back to f_k = 0: %s (trained bound %s nats)", out_critic, step,
+                    record["fallback"]["reason"], record["fallback"]["trained_D"])
+    record["plan_sha256"] = sha256_file(plan_path)  # write_dual refuses steps of another plan
     record["provenance"] = provenance("path_step", {"step": step, "seed": seed, "settings": record["key"]},
                                       {str(tiles_path): sha256_file(tiles_path)})
     with atomic_output(out_critic) as tmp:
@@ -158,12 +172,14 @@ def write_dual(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, crit
     plan = read_plan(plan_path)
     if len(critic_paths) != len(plan["blocks"]):
         raise InputError(f"{plan_path}: plan has {len(plan['blocks'])} steps but {len(critic_paths)} critics given")
-    records = []
-    for path in record_paths:
+    records, plan_sha256 = [], sha256_file(plan_path)
+    for step, path in enumerate(record_paths, start=1):
         try:
             records.append(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: cannot read step record ({exc}); rerun that path step") from None
+        if records[-1].get("plan_sha256", plan_sha256) != plan_sha256:
+            raise InputError(f"{path}: trained on another plan.json than {plan_path}; rerun path_step {step}")
     train = tiles.subset("train")
     reference = sample_marginals(train, n_reference, torch.Generator().manual_seed(seed))
     f_steps, f_reference = [], []

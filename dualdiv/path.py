@@ -70,6 +70,9 @@ class StepSettings:
     eval_resamplings: resampled Q rows per validation image in each validation (fixed).
     final_resamplings: fresh resamplings of the validation split for the final score.
     checkpoint_every: iterations between checkpoints (when a checkpoint path is given).
+    on_failed_critic: what a step does when its trained critic's held-out bound is not above
+        0 (NaN, diverged, or worse than a constant): "constant" falls back to f_k = 0 (D_k = 0,
+        recorded with the reason), "error" stops with an InputError.
     """
 
     critic: CriticSettings = field(default_factory=CriticSettings)
@@ -85,6 +88,7 @@ class StepSettings:
     eval_resamplings: int = 4
     final_resamplings: int = 20
     checkpoint_every: int = 100
+    on_failed_critic: str = "constant"
 
     def __post_init__(self):
         if isinstance(self.critic, dict):
@@ -100,6 +104,8 @@ class StepSettings:
             raise ConfigError(f"path.val_fraction: must be in (0, 1), got {self.val_fraction}")
         if self.learning_rate <= 0:
             raise ConfigError(f"path.learning_rate: must be > 0, got {self.learning_rate}")
+        if self.on_failed_critic not in ("constant", "error"):
+            raise ConfigError(f"path.on_failed_critic: must be 'constant' or 'error', got {self.on_failed_critic!r}")
 
 
 # ---------------------------------------------------------------------------- plan
@@ -142,7 +148,9 @@ def make_plan(shape, n_blocks: int, order: str = "time", seed: int = 0, substeps
             "blocks": [[int(a), int(b)] for a, b in zip(edges[:-1], edges[1:], strict=True)]}
 
 
-def _check_plan(plan: dict, step: int) -> None:
+def check_plan(plan: dict, step: int) -> None:
+    """InputError if ``plan`` is not a plan of :func:`make_plan` (pixels permuted once, contiguous blocks);
+    ConfigError if ``step`` is not one of its steps."""
     try:
         n_pixels = plan["shape"][0] * plan["shape"][1]
         order_ok = sorted(plan["pixel_order"]) == list(range(n_pixels))
@@ -160,7 +168,7 @@ def _check_plan(plan: dict, step: int) -> None:
 
 def substep_bounds(plan: dict, step: int) -> torch.Tensor:
     """(L, 2) int64: [start, stop) positions in the plan's order of the pixels each sub-step of ``step`` tests."""
-    _check_plan(plan, step)
+    check_plan(plan, step)
     start, stop = plan["blocks"][step - 1]
     if plan["substeps"] == "block":
         return torch.tensor([[start, stop]])
@@ -369,6 +377,11 @@ def _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings: StepS
             "split": hashlib.sha256(val_rows.numpy().tobytes()).hexdigest()[:16], "n_val": len(val_rows)}
 
 
+def _finite_or_none(value: float) -> float | None:
+    """A number for a JSON record: NaN and ±inf (a diverged critic) become None (null)."""
+    return float(value) if math.isfinite(value) else None
+
+
 def train_step(images, plan: dict, step: int, settings: StepSettings | None = None, seed: int = 0,
                checkpoint: str | os.PathLike | None = None, device: str = "auto", progress: bool = False,
                callback=None) -> tuple[dict, dict]:
@@ -392,7 +405,7 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     """
     started = time.perf_counter()
     settings = settings or StepSettings()
-    _check_plan(plan, step)
+    check_plan(plan, step)
     images = _check_images(images, plan)
     shape, bounds = tuple(plan["shape"]), substep_bounds(plan, step)
     device = _resolve_device(device)
@@ -442,8 +455,12 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step)
         fallback = None
         if not score["D"] > 0:  # NaN, or worse on held-out data than a constant critic (whose bound is 0)
+            if settings.on_failed_critic == "error":
+                raise InputError(f"path step {step}: the trained critic's held-out bound {score['D']:.4g} nats is not "
+                                 "above 0 (diverged or worse than a constant critic); more data, another budget or "
+                                 "on_failed_critic: constant")
             fallback = {"reason": "held-out bound of the trained critic not above 0, the bound of a constant "
-                                  "critic: the step falls back to f_k = 0", "trained_D": score["D"]}
+                                  "critic: the step falls back to f_k = 0", "trained_D": _finite_or_none(score["D"])}
             model = ConstantCritic().to(device)
             score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step)
 
@@ -452,7 +469,7 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         "iterations": state.iteration, "best_iteration": state.best_iteration,
         "stopped": "patience" if state.since_best >= settings.patience else "budget",
         "wall_time_s": time.perf_counter() - started,
-        "curve": {"iteration": [i for i, _ in state.curve], "validation": [v for _, v in state.curve]},
+        "curve": {"iteration": [i for i, _ in state.curve], "validation": [_finite_or_none(v) for _, v in state.curve]},
         "n_train": len(train_rows), "seed": seed, "device": str(device), "key": key, "resumed_from": resumed_from,
     }
     critic_state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -471,7 +488,7 @@ def score_step(critic: nn.Module, images, plan: dict, step: int, settings: StepS
     substep_D, n_substeps, min_ess, n_reference, influence, split, n_val).
     """
     settings = settings or StepSettings()
-    _check_plan(plan, step)
+    check_plan(plan, step)
     images = _check_images(images, plan)
     _, val_rows = _split(len(images), settings.val_fraction, seed)
     device = next(critic.parameters(), torch.empty(0)).device
@@ -494,7 +511,7 @@ def step_values(critic: nn.Module | dict, plan: dict, step: int, images, device:
     critic: a module or a state from :func:`train_step`. images: (n, H, W).
     Returns (n,) float64; Σ_k f_k(x) = F(x) = log p(x)/q(x) + const (the dual coordinate).
     """
-    _check_plan(plan, step)
+    check_plan(plan, step)
     images = _check_images(images, plan)
     model = critic if isinstance(critic, nn.Module) else load_critic(critic, device)
     model_device = next(model.parameters()).device

@@ -152,16 +152,12 @@ def test_plan_that_is_not_json_is_refused_naming_the_file(artifacts, tmp_path):
     assert not (tmp_path / "s.pt").exists() and not (tmp_path / "s.json").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="dual.read_plan does not check the plan, and path._check_plan's "
-                                       "message does not name the file (dual.py is being rewritten)")
 def test_plan_edited_into_an_invalid_plan_is_refused_naming_the_file(artifacts, tmp_path):
     plan = _edited_plan(artifacts, tmp_path, lambda p: p["pixel_order"].__setitem__(0, p["pixel_order"][1]))
     with pytest.raises(InputError, match=rf"^{re.escape(str(plan))}: .*malformed.* rerun path_plan"):
         write_step(artifacts / "tiles.h5", plan, 1, tmp_path / "s.pt", tmp_path / "s.json", TINY_STEP)
 
 
-@pytest.mark.xfail(strict=True, reason="step records do not store the sha256 of the plan they were trained on, "
-                                       "so write_dual cannot tell (dual.py is being rewritten)")
 def test_dual_refuses_steps_trained_on_another_plan(artifacts, tmp_path, one_torch_thread):
     steps = [write_step(artifacts / "tiles.h5", artifacts / "path" / "plan.json", k, tmp_path / f"step_{k}.pt",
                         tmp_path / f"step_{k}.json", TINY_STEP, device="cpu") for k in (1, 2)]

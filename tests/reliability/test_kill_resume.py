@@ -129,8 +129,6 @@ def test_killed_sampling_leaves_no_output_and_the_rerun_is_identical(inputs, tmp
         np.testing.assert_array_equal(rerun[name], value, err_msg=name, strict=True)
 
 
-@pytest.mark.xfail(strict=True, reason="write_step checkpoints into the critic's folder before anything creates it "
-                                       "(dual.py is being rewritten)")
 def test_step_into_a_new_folder_creates_it(inputs, tmp_path, one_torch_thread):
     out = tmp_path / "new" / "path"
     write_step(inputs / "tiles.h5", inputs / "plan.json", 1, out / "step_1.pt", out / "step_1.json",

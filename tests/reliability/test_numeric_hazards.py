@@ -135,7 +135,7 @@ def diverged(tmp_path_factory, one_torch_thread):
 
 def test_diverged_critic_falls_back_to_a_constant_and_says_why(diverged):
     folder, record = diverged
-    assert not np.isfinite(record["fallback"]["trained_D"]) or record["fallback"]["trained_D"] <= 0
+    assert record["fallback"]["trained_D"] is None or record["fallback"]["trained_D"] <= 0  # None: NaN/inf
     assert "falls back to f_k = 0" in record["fallback"]["reason"]
     assert record["D"] == 0 and record["stderr"] == 0
     state = torch.load(folder / "step_1.pt", weights_only=True)
@@ -143,14 +143,11 @@ def test_diverged_critic_falls_back_to_a_constant_and_says_why(diverged):
     assert state["constant"] and np.all(step_values(state, plan, 1, load_tiles(folder / "tiles.h5").images) == 0)
 
 
-@pytest.mark.xfail(strict=True, reason="the record keeps the diverged critic's NaN validation curve and trained_D, "
-                                       "and dual._write_json writes them as the non-JSON token NaN")
 def test_diverged_critic_writes_no_nan_into_its_record(diverged):
     folder, _ = diverged
     _strict_json(folder / "step_1.json")
 
 
-@pytest.mark.xfail(strict=True, reason="write_step does not log a step's fallback; the reason is only in the record")
 def test_diverged_critic_fallback_is_logged(tmp_path, caplog, one_torch_thread):
     write_plan(tiny_tiles(tmp_path), tmp_path / "plan.json", n_blocks=2)
     with caplog.at_level(logging.WARNING):
@@ -159,7 +156,6 @@ def test_diverged_critic_fallback_is_logged(tmp_path, caplog, one_torch_thread):
     assert "step 1" in caplog.text and "falls back" in caplog.text
 
 
-@pytest.mark.xfail(strict=True, reason="the fallback is not configurable: StepSettings has no on_failed_critic")
 def test_fallback_can_be_turned_into_an_error(tmp_path):
     settings = StepSettings(**{**DIVERGING.__dict__, "on_failed_critic": "error"})
     write_plan(tiny_tiles(tmp_path), tmp_path / "plan.json", n_blocks=2)
