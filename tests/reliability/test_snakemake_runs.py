@@ -23,7 +23,7 @@ datasets:
 estimate:
   n_blocks: 2
   n_reference: 50
-  training: {max_iterations: 200, eval_every: 20, checkpoint_every: 20, patience: 100, eval_substeps: 4,
+  training: {max_iterations: 1000, eval_every: 20, checkpoint_every: 20, patience: 100, eval_substeps: 4,
              rows_per_substep: 8, final_resamplings: 2, critic: {channels: 4}}
 sample:
   n_samples: 10
