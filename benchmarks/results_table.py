@@ -43,21 +43,22 @@ def read_summary(path: Path) -> tuple[dict, dict]:
     return values, reliable
 
 
+def job_seconds(paths) -> float:
+    """Summed wall seconds (first column) of the Snakemake benchmark files among ``paths`` that exist."""
+    return sum(float(p.read_text().splitlines()[1].split("\t")[0]) for p in paths if p.exists())
+
+
 def wall_seconds(folder: Path, method: str) -> float:
-    """Seconds of the jobs that made and scored one method's samples (Snakemake benchmark files)."""
-    total = 0.0
-    for name in (f"sample_{method}", f"baseline_{method}", f"evaluate_{method}", f"total_correlation_{method}"):
-        path = folder / "benchmarks" / f"{name}.tsv"
-        if path.exists():
-            total += float(path.read_text().splitlines()[1].split("\t")[0])
-    return total
+    """Seconds of the jobs that made and scored one method's samples."""
+    names = (f"sample_{method}", f"baseline_{method}", f"evaluate_{method}", f"total_correlation_{method}")
+    return job_seconds(folder / "benchmarks" / f"{name}.tsv" for name in names)
 
 
 def shared_seconds(folder: Path) -> float:
     """Seconds of the stages every dualdiv variant shares (ingest, tile, path, dual, localize)."""
     names = ["ingest", "tile", "path_plan", "dual", "localize"]
-    paths = [folder / "benchmarks" / f"{n}.tsv" for n in names] + sorted((folder / "benchmarks").glob("path_step_*"))
-    return sum(float(p.read_text().splitlines()[1].split("\t")[0]) for p in paths if p.exists())
+    return job_seconds([folder / "benchmarks" / f"{n}.tsv" for n in names]
+                       + sorted((folder / "benchmarks").glob("path_step_*")))
 
 
 def fmt(value) -> str:

@@ -198,7 +198,8 @@ def write_dual(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, crit
         "steps": [{key: r[key] for key in ("step", "D", "stderr", "n_substeps", "iterations", "best_iteration",
                                             "stopped", "wall_time_s")} for r in records],
         "provenance": provenance("dual", {"n_reference": n_reference, "seed": seed},
-                                 {str(p): sha256_file(p) for p in [tiles_path, plan_path, *critic_paths]}),
+                                 {str(tiles_path): sha256_file(tiles_path), str(plan_path): plan_sha256,
+                                  **{str(p): sha256_file(p) for p in critic_paths}}),
     }
     with atomic_output(out_dual) as tmp, h5py.File(tmp, "w") as handle:
         for name, data in [("F", F), ("F_reference", F_reference), ("f_steps", f_steps),

@@ -10,10 +10,9 @@ from dualdiv.workflow import run_script
 def main(smk):
     torch.set_num_threads(smk.threads)
     settings = json.loads(smk.params.evaluate)
-    tc = settings["tc"]
-    write_tc(smk.input.tiles, smk.input.samples[0] if smk.input.samples else None, smk.output[0],
-             tc.get("n_blocks", 1), tc.get("order", "time"), tc.get("reference", "train"), tc.get("training"),
-             settings["seed"], smk.params.device)
+    # evaluate.tc's keys (n_blocks, order, reference, training) are write_tc's parameters; absent ones default there
+    write_tc(smk.input.tiles, smk.input.samples[0] if smk.input.samples else None, smk.output[0], **settings["tc"],
+             seed=settings["seed"], device=smk.params.device)
 
 
 run_script(snakemake, main)  # noqa: F821 (injected by Snakemake)
