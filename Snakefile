@@ -3,7 +3,7 @@
 # a dualdiv entry function. Run: `snakemake --cores all` (default config, embedded EEG).
 from snakemake.utils import min_version, validate
 
-from dualdiv.workflow import check_config
+from dualdiv.stages.workflow import check_config
 
 min_version("9.0")
 

@@ -4,7 +4,7 @@ For x ~ N(0, R) with unit variances, TC(x) = −½ log det R (nats). Two familie
 equicorrelated (R_ij = ρ, no spatial order) and AR(1) (R_ij = φ^|i−j|, local), with
 ρ or φ solved for the requested TC. Methods (``--methods``):
 
-  path-{mlp|conv}-K{K}-{order}   the path estimator (dualdiv.path.estimate_tc), K blocks of
+  path-{mlp|conv}-K{K}-{order}   the path estimator (dualdiv.estimators.path.estimate_tc), K blocks of
                                  single-pixel sub-steps; mlp on (n, d), conv on (n, 1, d)
   single-{mlp|conv}              one critic, no path: plain DV between P and the product of
                                  marginals (K = 1, block sub-steps), same critic family;
@@ -37,8 +37,8 @@ from scipy.optimize import brentq
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
-from dualdiv.critics import Critic
-from dualdiv.path import StepSettings, estimate_tc, make_plan, score_step, standardise_pixels
+from dualdiv.estimators.critics import Critic
+from dualdiv.estimators.path import StepSettings, estimate_tc, make_plan, score_step, standardise_pixels
 
 
 def equicorrelated(d: int, tc: float) -> np.ndarray:

@@ -3,7 +3,7 @@
 For each ``--dataset`` of ``--configfile`` the workflow is first run up to ``clusters.json``
 (ingest → tile → path → dual → localize, seed from the config: one F per data set), then
 every method is fitted on the training images and draws ``--n`` images for each of
-``--seeds`` seeds. Metrics against the held-out test images (``dualdiv.metrics``, DESIGN §5.6):
+``--seeds`` seeds. Metrics against the held-out test images (``dualdiv.evaluation.metrics``, DESIGN §5.6):
 
 - feature C2ST: classifier two-sample AUC (0.5 best), logistic regression on the
   standardised per-channel Welch log spectra + channel correlations, ``--repeats`` ×
@@ -36,10 +36,10 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 import dualdiv  # noqa: F401  fills the generator registry
-from dualdiv.generators import make_generator
-from dualdiv.metrics import FeatureSpace, c2st_auc, correlation_error, memorisation, spectrum_error
-from dualdiv.samples import WALKS, dual_context
-from dualdiv.tiling import load_tiles
+from dualdiv.data.tiles import load_tiles
+from dualdiv.evaluation.metrics import FeatureSpace, c2st_auc, correlation_error, memorisation, spectrum_error
+from dualdiv.generators import WALKS, make_generator
+from dualdiv.stages.sample import dual_context
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [("c2st", "feature C2ST"), ("spectrum", "spectrum err"), ("corr", "corr. err"), ("dcr", "DCR"),

@@ -12,8 +12,8 @@ import logging
 import sys
 
 from dualdiv import __version__
-from dualdiv.datasets import READERS as BENCHMARK_READERS
-from dualdiv.errors import DualdivError, InputError
+from dualdiv.core.errors import DualdivError, InputError
+from dualdiv.data.datasets import READERS as BENCHMARK_READERS
 
 EXIT_BAD_INPUT = 2
 
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_ingest(args: argparse.Namespace) -> None:
-    from dualdiv.ingest import IngestSettings, ingest
+    from dualdiv.data.ingest import IngestSettings, ingest
 
     names = tuple(n.strip() for n in args.channel_names.split(",")) if args.channel_names else None
     settings = IngestSettings(format=args.format, min_samples=args.min_samples,
@@ -170,7 +170,7 @@ def _run_ingest(args: argparse.Namespace) -> None:
 
 
 def _run_tile(args: argparse.Namespace) -> None:
-    from dualdiv.tiling import TileSettings, tile
+    from dualdiv.data.tiles import TileSettings, tile
 
     tiles = tile(args.raw, args.out, TileSettings(test_fraction=args.test_fraction, window=args.window,
                                                   stride=args.stride, seed=args.seed))
@@ -183,8 +183,8 @@ def _run_estimate(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
 
-    from dualdiv.ingest import load_arrays
-    from dualdiv.path import StepSettings, estimate_tc
+    from dualdiv.data.ingest import load_arrays
+    from dualdiv.estimators.path import StepSettings, estimate_tc
 
     path = Path(args.data)
     if path.suffix.lower() not in (".npy", ".npz") or not path.is_file():
@@ -202,7 +202,7 @@ def _run_estimate(args: argparse.Namespace) -> None:
 
 
 def _run_localize(args: argparse.Namespace) -> None:
-    from dualdiv.clusters import ClusterSettings, write_clusters
+    from dualdiv.estimators.clusters import ClusterSettings, write_clusters
 
     result = write_clusters(args.dual, args.tiles, args.out, ClusterSettings(alpha=args.alpha), args.seed)
     print(f"{args.out}: {result['n_clusters']} cluster(s), cuts at F = {result['boundaries']}")
@@ -213,7 +213,7 @@ def _run_sample(args: argparse.Namespace) -> None:
 
     import yaml
 
-    from dualdiv.samples import WALKS, dual_context, resolve_method, write_samples
+    from dualdiv.stages.sample import WALKS, dual_context, resolve_method, write_samples
 
     config = {}
     if args.config:

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
-import dualdiv.baselines  # noqa: F401  (registers the baselines)
-from dualdiv.baselines.sb_langevin import sinkhorn_scaling, squared_distances
-from dualdiv.errors import ConfigError, InputError
+import dualdiv.generators.baselines.common  # noqa: F401  (registers the baselines)
+from dualdiv.core.errors import ConfigError, InputError
 from dualdiv.generators import REGISTRY, make_generator
+from dualdiv.generators.baselines.sb_langevin import sinkhorn_scaling, squared_distances
 
 TINY = {"vae": {"max_iterations": 30}, "wgan_gp": {"max_iterations": 5, "n_critic": 2},
         "ddpm": {"max_iterations": 30, "diffusion_steps": 20}, "sb_langevin": {"n_steps": 10}}

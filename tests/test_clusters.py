@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from dualdiv.clusters import ClusterSettings, cut_scores, find_clusters
-from dualdiv.metrics import knn_kl_divergence
+from dualdiv.estimators.clusters import ClusterSettings, cut_scores, find_clusters
+from dualdiv.evaluation.metrics import knn_kl_divergence
 
 FAST = ClusterSettings(n_permutations=300, scales=(8, 16))
 

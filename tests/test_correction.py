@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dualdiv.bases import FixedGaussian
-from dualdiv.correction import (
+from dualdiv.core.errors import ConfigError
+from dualdiv.generators import generator_class
+from dualdiv.generators.bases import FixedGaussian
+from dualdiv.generators.correction import (
     DualCorrected,
     ResidualCriticSettings,
     auc_z_score,
@@ -15,8 +17,6 @@ from dualdiv.correction import (
     sir,
     train_critic,
 )
-from dualdiv.errors import ConfigError
-from dualdiv.generators import REGISTRY
 
 
 @pytest.fixture(autouse=True)
@@ -98,8 +98,8 @@ def power_spread(images):
 def test_corrected_generator_is_deterministic_and_records_provenance(bimodal_images, sampler):
     settings = {"base": "gaussian_lw", "sampler": sampler, "candidates": 16, "mala_steps": 20,
                 "critic_iterations": 300, "critic": {"width": 8, "layers": 2}}
-    first = REGISTRY["dualdiv_corrected"](**settings).fit(bimodal_images, seed=1)
-    second = REGISTRY["dualdiv_corrected"](**settings).fit(bimodal_images, seed=1)
+    first = generator_class("dualdiv_corrected")(**settings).fit(bimodal_images, seed=1)
+    second = generator_class("dualdiv_corrected")(**settings).fit(bimodal_images, seed=1)
     a, records_a = first.sample(12, seed=2)
     b, records_b = second.sample(12, seed=2)
     np.testing.assert_array_equal(a, b)

@@ -1,4 +1,4 @@
-"""Readers of the benchmark data sets (dualdiv.datasets): real files where their package is
+"""Readers of the benchmark data sets (dualdiv.data.datasets): real files where their package is
 installed, tiny hand-made files always; package:<package>/<file> paths; the spike simulator."""
 
 import importlib.util
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from dualdiv.datasets import (
+from dualdiv.core.errors import InputError
+from dualdiv.data.datasets import (
     HOURS,
     TMY3_CHANNELS,
     SpikeSimulation,
@@ -20,8 +21,7 @@ from dualdiv.datasets import (
     resolve_path,
     simulate_spike_counts,
 )
-from dualdiv.errors import InputError
-from dualdiv.ingest import IngestSettings, ingest
+from dualdiv.data.ingest import IngestSettings, ingest
 
 FINGER_FILES = [ROOT / "resources/finger_movements/FingerMovements_TRAIN.ts",
                 ROOT / "resources/finger_movements/FingerMovements_TEST.ts"]
@@ -40,7 +40,7 @@ def as_array(raw):
 # ------------------------------------------------------------------ package paths
 
 def test_package_path_resolves_to_the_installed_file_and_plain_paths_stay():
-    assert resolve_path("package:dualdiv/datasets.py") == ROOT / "dualdiv/datasets.py"
+    assert resolve_path("package:dualdiv/core/errors.py") == ROOT / "dualdiv/core/errors.py"
     assert str(resolve_path("data/x.npy")) == "data/x.npy"
 
 

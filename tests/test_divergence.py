@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from dualdiv.divergence import dv_bound, dv_stderr, sample_marginals
-from dualdiv.errors import ConfigError, InputError
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.estimators.divergence import dv_bound, dv_stderr, sample_marginals
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

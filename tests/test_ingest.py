@@ -5,8 +5,8 @@ import pytest
 import xarray as xr
 from conftest import EEG_FILES, ts_text
 
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.ingest import IngestSettings, ingest, read_file
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.data.ingest import IngestSettings, ingest, read_file
 
 SMALL = IngestSettings(min_samples=2)
 

@@ -6,9 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from dualdiv.errors import InputError
-from dualdiv.generators import make_generator
-from dualdiv.metrics import (
+from dualdiv.core.errors import InputError
+from dualdiv.evaluation.metrics import (
     EvalSettings,
     c2st_auc,
     channel_correlations,
@@ -23,6 +22,7 @@ from dualdiv.metrics import (
     mmd_test,
     reliability,
 )
+from dualdiv.generators import make_generator
 
 FAST = EvalSettings(repeats=3, dv_iterations=100, mmd_permutations=200, welch_nperseg=8)
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from dualdiv.errors import ConfigError
-from dualdiv.generators import REGISTRY
-from dualdiv.ingest import ingest
-from dualdiv.metrics import closest_distances
-from dualdiv.samples import load_samples, resolve_method, write_samples
-from dualdiv.sampling import DualContext, gap_intervals, walk
-from dualdiv.tiling import TileSettings, tile
+from dualdiv.core.errors import ConfigError
+from dualdiv.data.ingest import ingest
+from dualdiv.data.tiles import TileSettings, tile
+from dualdiv.evaluation.metrics import closest_distances
+from dualdiv.generators import generator_class
+from dualdiv.generators.walks import DualContext, gap_intervals, walk
+from dualdiv.stages.sample import load_samples, resolve_method, write_samples
 
 
 class Quadratic(torch.nn.Module):
@@ -58,7 +58,7 @@ def test_gap_walk_rejects_copies_and_is_deterministic():
     train_F = F(torch.as_tensor(train)).numpy()
     context = DualContext(F=F, train_F=train_F, boundaries=[], lo=float(train_F.min()) - 1,
                           hi=float(train_F.max()), novelty_threshold=1e9)  # every sample is "too close"
-    generator = REGISTRY["dualdiv_walk"](context=context, start="image", max_steps=5, max_rounds=1).fit(train)
+    generator = generator_class("dualdiv_walk")(context=context, start="image", max_steps=5, max_rounds=1).fit(train)
     images, records = generator.sample(8, seed=3)
     assert images.shape == (8, 2, 5)
     assert not any(r["accepted"] for r in records)

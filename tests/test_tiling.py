@@ -8,9 +8,9 @@ import pytest
 import xarray as xr
 from conftest import EEG_FILES
 
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.ingest import IngestSettings, ingest
-from dualdiv.tiling import (
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.data.ingest import IngestSettings, ingest
+from dualdiv.data.tiles import (
     TileSettings,
     channel_stats,
     cut_windows,

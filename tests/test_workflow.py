@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from dualdiv.figures import FIGURES
-from dualdiv.tiling import load_tiles
-from dualdiv.workflow import dataset_settings, selected_datasets
+from dualdiv.data.tiles import load_tiles
+from dualdiv.evaluation.figures import FIGURES
+from dualdiv.stages.workflow import dataset_settings, selected_datasets
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2"]
 
@@ -145,7 +145,7 @@ def test_step_settings_only_touch_their_step():
     config = {"seed": 0, "datasets": {"d": {"path": "x.npy"}},
               "estimate": {"n_blocks": 3, "training": {"max_iterations": 100, "critic": {"channels": 8}},
                            "steps": {"2": {"max_iterations": 500, "critic": {"channels": 4}}}}}
-    from dualdiv.workflow import step_settings
+    from dualdiv.stages.workflow import step_settings
 
     assert step_settings(config, "d", 1) == {"max_iterations": 100, "critic": {"channels": 8}}
     assert step_settings(config, "d", 2) == {"max_iterations": 500, "critic": {"channels": 4}}
@@ -153,15 +153,15 @@ def test_step_settings_only_touch_their_step():
 
 def test_code_hash_follows_modules_and_every_module_of_a_subpackage(tmp_path, monkeypatch):
     """A rule's code param changes when a module it names, or any module of a subpackage it names, changes."""
-    import dualdiv.io
+    import dualdiv.core.io
 
     (tmp_path / "tiling.py").write_text("a = 1\n")
     (tmp_path / "baselines").mkdir()
     (tmp_path / "baselines" / "vae.py").write_text("b = 1\n")
-    monkeypatch.setattr(dualdiv.io, "_PACKAGE_DIR", tmp_path)
-    before = dualdiv.io.code_hash("tiling", "baselines")
+    monkeypatch.setattr(dualdiv.core.io, "_PACKAGE_DIR", tmp_path)
+    before = dualdiv.core.io.code_hash("tiling", "baselines")
     (tmp_path / "baselines" / "vae.py").write_text("b = 2\n")
-    after_edit = dualdiv.io.code_hash("tiling", "baselines")
+    after_edit = dualdiv.core.io.code_hash("tiling", "baselines")
     (tmp_path / "baselines" / "ddpm.py").write_text("c = 1\n")
-    assert len({before, after_edit, dualdiv.io.code_hash("tiling", "baselines")}) == 3
-    assert dualdiv.io.code_hash("baselines", "tiling") == dualdiv.io.code_hash("tiling", "baselines")
+    assert len({before, after_edit, dualdiv.core.io.code_hash("tiling", "baselines")}) == 3
+    assert dualdiv.core.io.code_hash("baselines", "tiling") == dualdiv.core.io.code_hash("tiling", "baselines")

@@ -19,10 +19,10 @@ import numpy as np
 import xarray as xr
 from conftest import ROOT, ts_text
 
-from dualdiv.errors import InputError
-from dualdiv.ingest import IngestSettings, ingest
-from dualdiv.path import StepSettings
-from dualdiv.tiling import Tiles, TileSettings, tile
+from dualdiv.core.errors import InputError
+from dualdiv.data.ingest import IngestSettings, ingest
+from dualdiv.data.tiles import Tiles, TileSettings, tile
+from dualdiv.estimators.path import StepSettings
 
 READABLE = IngestSettings(min_samples=1)
 FORMATS = ("ts", "csv", "npy", "npz", "nc")

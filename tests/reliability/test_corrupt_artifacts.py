@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_support import TINY_STEP, assert_same_tiles, tiny_tiles
 
-from dualdiv.dual import write_dual, write_plan, write_step
-from dualdiv.errors import InputError
-from dualdiv.path import train_step
-from dualdiv.samples import write_samples
-from dualdiv.tiling import load_tiles
+from dualdiv.core.errors import InputError
+from dualdiv.data.tiles import load_tiles
+from dualdiv.estimators.path import train_step
+from dualdiv.stages.path import write_dual, write_plan, write_step
+from dualdiv.stages.sample import write_samples
 
 CORRUPTIONS = settings(max_examples=50, deadline=None, database=None, derandomize=True)  # the same every run
 

@@ -10,13 +10,13 @@ import h5py
 import pytest
 from reliability_support import leftovers, tiny_tiles
 
-import dualdiv.io
+import dualdiv.core.io
 from dualdiv.cli import main
-from dualdiv.dual import write_plan
-from dualdiv.errors import OutputError
-from dualdiv.ingest import IngestSettings, ingest
-from dualdiv.samples import write_samples
-from dualdiv.tiling import tile
+from dualdiv.core.errors import OutputError
+from dualdiv.data.ingest import IngestSettings, ingest
+from dualdiv.data.tiles import tile
+from dualdiv.stages.path import write_plan
+from dualdiv.stages.sample import write_samples
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def fail_rename(monkeypatch, code: int) -> None:
     def refuse(source, target):
         raise OSError(code, os.strerror(code), str(target))
 
-    monkeypatch.setattr(dualdiv.io.os, "replace", refuse)
+    monkeypatch.setattr(dualdiv.core.io.os, "replace", refuse)
 
 
 FAULTS = {"disk full while writing": (fail_midway, errno.ENOSPC),

@@ -14,8 +14,8 @@ import pytest
 import torch
 from reliability_support import TINY_STEP, kill_group, leftovers, start, tiny_tiles, wait_for
 
-from dualdiv.dual import write_plan, write_step
-from dualdiv.samples import write_samples
+from dualdiv.stages.path import write_plan, write_step
+from dualdiv.stages.sample import write_samples
 
 # long enough that the step is still training when its first checkpoint (iteration 20) appears
 KILLED_STEP = replace(TINY_STEP, max_iterations=300, eval_every=20, checkpoint_every=20)
@@ -26,7 +26,7 @@ import json, sys, time
 import torch
 torch.set_num_threads(1)
 import h5py
-import dualdiv.samples
+import dualdiv.stages.sample
 
 def pause(owner, name, marker, after):
     '''Touch marker, then sleep before (or after) the first call of owner.name: a set moment to be killed at.'''
@@ -42,23 +42,23 @@ args = json.loads(sys.argv[1])
 """
 
 _STEP = """
-from dualdiv.dual import write_step
-from dualdiv.path import StepSettings
+from dualdiv.stages.path import write_step
+from dualdiv.estimators.path import StepSettings
 write_step(args["tiles"], args["plan"], 1, args["critic"], args["record"], StepSettings(**args["settings"]),
            seed=0, device="cpu")
 """
 
 _SAMPLE = """
 if args["pause"] == "sampling":  # between the generator's fit and its draw
-    make = dualdiv.samples.make_generator
+    make = dualdiv.stages.sample.make_generator
     def make_paused(*a, **k):
         generator = make(*a, **k)
         pause(generator, "sample", args["marker"], after=False)
         return generator
-    dualdiv.samples.make_generator = make_paused
+    dualdiv.stages.sample.make_generator = make_paused
 elif args["pause"] == "hdf5":  # the output's first dataset written, the file still open
     pause(h5py.Group, "create_dataset", args["marker"], after=True)
-dualdiv.samples.write_samples(args["tiles"], "dualdiv", args["out"], 6, 3, args["config"])
+dualdiv.stages.sample.write_samples(args["tiles"], "dualdiv", args["out"], 6, 3, args["config"])
 """
 
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 from reliability_support import TINY_STEP, leftovers, tiny_tiles
 
-from dualdiv.clusters import ClusterSettings, find_clusters
-from dualdiv.dual import write_plan, write_step
-from dualdiv.errors import InputError
-from dualdiv.path import StepSettings, load_critic, step_values
-from dualdiv.samples import write_samples
-from dualdiv.tiling import load_tiles
+from dualdiv.core.errors import InputError
+from dualdiv.data.tiles import load_tiles
+from dualdiv.estimators.clusters import ClusterSettings, find_clusters
+from dualdiv.estimators.path import StepSettings, load_critic, step_values
+from dualdiv.stages.path import write_plan, write_step
+from dualdiv.stages.sample import write_samples
 
 
 def _hazard(kind: str) -> np.ndarray:
@@ -67,7 +67,7 @@ def test_tiles_are_finite_and_keep_every_varying_channel(hazard):
 
 
 def test_constant_channel_is_reported_in_the_log(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="dualdiv.tiling"):
+    with caplog.at_level(logging.WARNING, logger="dualdiv.data.tiles"):
         tiny_tiles(tmp_path, _hazard("constant channel"))
     assert "constant channel(s) ch1 in the training split; their std is set to 1" in caplog.text
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from reliability_support import SNAKEMAKE, assert_same_tiles, kill_group, start, wait_for
 
-from dualdiv.tiling import load_tiles
+from dualdiv.data.tiles import load_tiles
 
 CONFIG = """
 seed: 3

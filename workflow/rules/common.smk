@@ -2,10 +2,10 @@
 import json
 import re
 
-from dualdiv.figures import FIGURES
-from dualdiv.samples import WALKS, resolve_method
-from dualdiv.workflow import dataset_settings, selected_datasets, step_settings
-from dualdiv.io import code_hash
+from dualdiv.evaluation.figures import FIGURES
+from dualdiv.stages.sample import WALKS, resolve_method
+from dualdiv.stages.workflow import dataset_settings, selected_datasets, step_settings
+from dualdiv.core.io import code_hash
 
 DATASETS = selected_datasets(config)
 RESULTS = config["results"]

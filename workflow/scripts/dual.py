@@ -1,8 +1,8 @@
 """Rule dual: every path step → dual.h5 + divergence.json."""
 import torch
 
-from dualdiv.dual import write_dual
-from dualdiv.workflow import run_script
+from dualdiv.stages.path import write_dual
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

@@ -1,6 +1,6 @@
 """Rule evaluate: samples/{method}.h5 + tiles.h5 (+ eval/tc files) → eval/{method}.json."""
-from dualdiv.evaluation import write_evaluation
-from dualdiv.workflow import run_script
+from dualdiv.stages.evaluate import write_evaluation
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

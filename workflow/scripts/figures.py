@@ -1,8 +1,8 @@
 """Rule figures: tiles, dual.h5, clusters.json, samples/*.h5 → figures/*.png."""
 from pathlib import Path
 
-from dualdiv.figures import write_figures
-from dualdiv.workflow import run_script
+from dualdiv.evaluation.figures import write_figures
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

@@ -1,8 +1,8 @@
 """Rule ingest: snakemake.input (raw files) → snakemake.output[0] (raw.nc)."""
 import json
 
-from dualdiv.ingest import IngestSettings, ingest
-from dualdiv.workflow import run_script
+from dualdiv.data.ingest import IngestSettings, ingest
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

@@ -1,8 +1,8 @@
 """Rule localize: dual.h5 + tiles.h5 → clusters.json."""
 import json
 
-from dualdiv.clusters import ClusterSettings, write_clusters
-from dualdiv.workflow import run_script
+from dualdiv.estimators.clusters import ClusterSettings, write_clusters
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

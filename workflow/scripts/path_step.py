@@ -3,9 +3,9 @@ import json
 
 import torch
 
-from dualdiv.dual import write_step
-from dualdiv.path import StepSettings
-from dualdiv.workflow import run_script
+from dualdiv.estimators.path import StepSettings
+from dualdiv.stages.path import write_step
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

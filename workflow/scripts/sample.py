@@ -3,8 +3,8 @@ import json
 
 import torch
 
-from dualdiv.samples import WALKS, dual_context, resolve_method, write_samples
-from dualdiv.workflow import run_script
+from dualdiv.stages.sample import WALKS, dual_context, resolve_method, write_samples
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

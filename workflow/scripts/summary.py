@@ -1,8 +1,8 @@
 """Rule summary: every eval/*.json → summary.csv."""
 from pathlib import Path
 
-from dualdiv.evaluation import write_summary
-from dualdiv.workflow import run_script
+from dualdiv.stages.evaluate import write_summary
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

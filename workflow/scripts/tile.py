@@ -1,8 +1,8 @@
 """Rule tile: snakemake.input[0] (raw.nc) → snakemake.output[0] (tiles.h5)."""
 import json
 
-from dualdiv.tiling import TileSettings, tile
-from dualdiv.workflow import run_script
+from dualdiv.data.tiles import TileSettings, tile
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

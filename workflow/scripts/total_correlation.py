@@ -3,8 +3,8 @@ import json
 
 import torch
 
-from dualdiv.evaluation import write_tc
-from dualdiv.workflow import run_script
+from dualdiv.stages.evaluate import write_tc
+from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

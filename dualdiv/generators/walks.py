@@ -29,16 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.generators import Generator, make_generator, register
-from dualdiv.metrics import closest_distances
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.evaluation.metrics import closest_distances
+from dualdiv.generators.base import Generator, make_generator, register
 
 
 @dataclass
 class DualContext:
     """What a walk needs from the earlier stages.
 
-    F: the differentiable dual function (``dualdiv.dual.DualFunction``), images (B, H, W) → (B,).
+    F: the differentiable dual function (``dualdiv.stages.path.DualFunction``), images (B, H, W) → (B,).
     train_F: (n_train,) F of the training images (aligned with the images given to ``fit``).
     boundaries: kept cut values in F (clusters.json), ascending.
     lo, hi: the dual window (dual.h5 attributes).
@@ -96,7 +96,7 @@ def walk(F: torch.nn.Module, x0: np.ndarray, targets: np.ndarray, step_size: flo
 
 def value_and_grad(F: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(F(x), ∇F(x)), detached; through ``F.value_and_grad`` where F has one (the memory-light
-    :class:`dualdiv.dual.DualFunction`), else through autograd."""
+    :class:`dualdiv.stages.path.DualFunction`), else through autograd."""
     if hasattr(F, "value_and_grad"):
         return F.value_and_grad(x)
     x = x.detach().requires_grad_(True)

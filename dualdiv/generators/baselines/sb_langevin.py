@@ -36,9 +36,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from dualdiv.baselines import check_training_images
-from dualdiv.errors import ConfigError
-from dualdiv.generators import Generator, register
+from dualdiv.core.errors import ConfigError
+from dualdiv.generators.base import Generator, register
+from dualdiv.generators.baselines.common import check_training_images
 
 SCHEMES = ("split", "euler")
 

@@ -10,7 +10,7 @@
   ``divergence.json`` (total correlation Σ_k D_k in nats, its standard error, the
   per-step table, the dual-space end points ``lo``/``hi`` of DESIGN §5.3).
 
-The array-level algorithms live in :mod:`dualdiv.path` and :mod:`dualdiv.divergence`;
+The array-level algorithms live in :mod:`dualdiv.estimators.path` and :mod:`dualdiv.estimators.divergence`;
 these functions only read, check and write files (always atomically).
 """
 
@@ -26,10 +26,11 @@ import h5py
 import numpy as np
 import torch
 
-from dualdiv.divergence import sample_marginals
-from dualdiv.errors import InputError
-from dualdiv.io import atomic_output, provenance, sha256_file
-from dualdiv.path import (
+from dualdiv.core.errors import InputError
+from dualdiv.core.io import atomic_output, provenance, sha256_file
+from dualdiv.data.tiles import load_tiles
+from dualdiv.estimators.divergence import sample_marginals
+from dualdiv.estimators.path import (
     StepSettings,
     check_plan,
     combine_steps,
@@ -41,7 +42,6 @@ from dualdiv.path import (
     summed_substep_values,
     train_step,
 )
-from dualdiv.tiling import load_tiles
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class DualFunction(torch.nn.Module):
     plan: the path plan; states: the step critics' states in step order 1..K.
     forward: x (B, H, W) → (B,) in x's dtype. value_and_grad: (F(x), ∇F(x)) without keeping
     the whole graph. Cost: one critic pass per pixel sub-step, on a window around the pixel
-    for the conv critic (:meth:`dualdiv.critics.ConvCritic.substep_values`).
+    for the conv critic (:meth:`dualdiv.estimators.critics.ConvCritic.substep_values`).
     """
 
     def __init__(self, plan: dict, states: Sequence[dict], device: str = "auto"):

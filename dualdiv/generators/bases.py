@@ -19,7 +19,7 @@ Three bases, each a registered generator (:mod:`dualdiv.generators`):
   Lyapunov equation, then the recursion), then re-centred and given new means.
 - ``gaussian_lw``: a Ledoit–Wolf Gaussian on flattened images.
 
-What the correction needs (:mod:`dualdiv.correction`). Every base is a linear
+What the correction needs (:mod:`dualdiv.generators.correction`). Every base is a linear
 push-forward of a standard normal latent, possibly mixed over a finite set of
 components (the ``local_mixture`` pairs):
 
@@ -48,8 +48,8 @@ import scipy.signal
 import torch
 from sklearn.covariance import LedoitWolf
 
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.generators import Generator, register
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.generators.base import Generator, register
 
 __all__ = ["Base", "DenseGaussianBase", "FixedGaussian", "GaussianLW", "SpectralGaussian", "VARGaussian",
            "channel_means", "cross_periodogram", "fit_var", "select_var_order", "var_loading",

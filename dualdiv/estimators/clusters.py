@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.metrics import knn_kl_divergence
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.evaluation.metrics import knn_kl_divergence
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def cut_scores(f_sorted: np.ndarray, min_side: int) -> np.ndarray:
 # ---------------------------------------------------------------------- localized
 
 def symmetric_divergence(a: np.ndarray, b: np.ndarray) -> float:
-    """D(A‖B) + D(B‖A) by :func:`dualdiv.metrics.knn_kl_divergence` (k = 1), nats."""
+    """D(A‖B) + D(B‖A) by :func:`dualdiv.evaluation.metrics.knn_kl_divergence` (k = 1), nats."""
     return knn_kl_divergence(a, b) + knn_kl_divergence(b, a)
 
 
@@ -195,8 +195,8 @@ def write_clusters(dual_path: str | os.PathLike, tiles_path: str | os.PathLike, 
     """Entry of rule ``localize``: clusters of the training images in F; membership of every image."""
     import h5py
 
-    from dualdiv.io import atomic_output, provenance, sha256_file
-    from dualdiv.tiling import load_tiles
+    from dualdiv.core.io import atomic_output, provenance, sha256_file
+    from dualdiv.data.tiles import load_tiles
 
     tiles = load_tiles(tiles_path)
     try:

@@ -18,7 +18,7 @@ Readers (chosen by ``format`` or the file extension):
 
 Several files are concatenated along samples (the file each sample came from is
 kept in the ``source_file`` coordinate). Every problem raises
-:class:`~dualdiv.errors.InputError` naming the file and what was expected.
+:class:`~dualdiv.core.errors.InputError` naming the file and what was expected.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from dualdiv import datasets
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.io import atomic_output, available_memory, provenance, sha256_file
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.io import atomic_output, available_memory, provenance, sha256_file
+from dualdiv.data import datasets
 
 FORMATS = ("ts", "csv", "npy", "npz", "netcdf", *datasets.READERS)
 _EXTENSIONS = {".ts": "ts", ".csv": "csv", ".npy": "npy", ".npz": "npz",

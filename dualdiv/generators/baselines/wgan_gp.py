@@ -7,7 +7,7 @@ Critic D and generator G (z ~ N(0, I) → image) play
 x̂ uniform on segments between real and generated images (their Algorithm 1:
 ``n_critic`` critic steps per generator step, λ = 10, Adam with β = (0.5, 0.9)).
 Networks: 1-D convolutions over time with the channels as input channels (see
-:mod:`dualdiv.baselines`); no batch normalisation (the penalty is per sample).
+:mod:`dualdiv.generators.baselines.common`); no batch normalisation (the penalty is per sample).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dualdiv.baselines import (
+from dualdiv.core.errors import ConfigError
+from dualdiv.generators.base import register
+from dualdiv.generators.baselines.common import (
     Decoder1d,
     Encoder1d,
     TorchBaseline,
@@ -25,8 +27,6 @@ from dualdiv.baselines import (
     torch_generator,
     torch_threads,
 )
-from dualdiv.errors import ConfigError
-from dualdiv.generators import register
 
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
@@ -44,7 +44,8 @@ class WGANGP(TorchBaseline):
 
     latent: dimension of z. hidden: conv width. max_iterations: generator steps (each
     after ``n_critic`` critic steps); max_seconds: wall-time limit. penalty: λ.
-    batch_size, lr: Adam minibatches (β = (0.5, 0.9)). threads: torch threads (:mod:`dualdiv.baselines`).
+    batch_size, lr: Adam minibatches (β = (0.5, 0.9)). threads: torch threads
+    (:mod:`dualdiv.generators.baselines.common`).
     """
 
     def __init__(self, latent: int = 32, hidden: int = 32, max_iterations: int = 600,

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dualdiv.errors import OutputError
+from dualdiv.core.errors import OutputError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -29,7 +29,7 @@ def atomic_output(final: str | os.PathLike) -> Iterator[Path]:
 
     On any exception the temporary file is removed and ``final`` is left as it
     was (absent, or the previous complete version). Disk-full and read-only
-    errors become an :class:`~dualdiv.errors.OutputError` naming the output.
+    errors become an :class:`~dualdiv.core.errors.OutputError` naming the output.
     """
     final = Path(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")

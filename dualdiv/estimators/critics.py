@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from dualdiv.errors import ConfigError
+from dualdiv.core.errors import ConfigError
 
 N_PLANES = 4
 KINDS = ("auto", "conv", "mlp")
@@ -43,7 +43,7 @@ class CriticSettings:
     """Architecture and regularisation of a critic.
 
     kind: "conv", "mlp", or "auto" (the caller decides: conv for (n, C, T) images,
-        mlp for (n, d) vectors — see :func:`dualdiv.path.estimate_tc`).
+        mlp for (n, d) vectors — see :func:`dualdiv.estimators.path.estimate_tc`).
     channels, kernel, conv_layers: conv critic width, square kernel size (odd), depth.
     hidden, mlp_layers, dropout: MLP width, depth, dropout rate (MLP only).
     spectral_norm: spectrally normalise every layer.

@@ -12,7 +12,7 @@ compares the data with S_{k−1} ∪ {b_1..b_{j−1}} permuted (P-side) against 
 with b_j permuted too (Q-side); its divergence is I(X_{b_j}; X_rest), where "rest" is
 every pixel not yet permuted. Permuted pixels are independent noise for that
 comparison, so they are masked out of the critic's input. One critic per step,
-conditioned on the sub-step through its input masks (:mod:`dualdiv.critics`),
+conditioned on the sub-step through its input masks (:mod:`dualdiv.estimators.critics`),
 is trained on the summed DV bounds of a few random sub-steps per iteration, and
 the step's estimate is the sum over all its sub-steps of the held-out DV bound.
 ``substeps="block"`` instead tests the whole block at once (one DV per step; K = 1 is
@@ -42,9 +42,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dualdiv.critics import ConstantCritic, CriticSettings, build_critic, substep_input
-from dualdiv.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
-from dualdiv.errors import ConfigError, InputError
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.estimators.critics import ConstantCritic, CriticSettings, build_critic, substep_input
+from dualdiv.estimators.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
 
 ORDERS = ("time", "random", "channel", "patch")
 SUBSTEPS = ("pixel", "block")
@@ -482,7 +482,7 @@ def score_step(critic: nn.Module, images, plan: dict, step: int, settings: StepS
                seed: int = 0) -> dict:
     """Held-out score of any critic for path step ``step``, exactly as :func:`train_step` scores its own.
 
-    critic: a :class:`dualdiv.critics.Critic`, planes (B, 4, H, W) → (B,) (e.g. a known
+    critic: a :class:`dualdiv.estimators.critics.Critic`, planes (B, 4, H, W) → (B,) (e.g. a known
     log-ratio, to separate a trained critic's shortfall from the noise of the validation split). images: (n, H, W),
     split by ``seed`` as in training. Returns the score part of a step record (D, stderr,
     substep_D, n_substeps, min_ess, n_reference, influence, split, n_val).

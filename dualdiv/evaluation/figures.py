@@ -22,10 +22,10 @@ matplotlib.use("Agg")  # no display on clusters and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dualdiv.io import atomic_output  # noqa: E402
-from dualdiv.metrics import log_spectra  # noqa: E402
-from dualdiv.samples import Samples, load_samples  # noqa: E402
-from dualdiv.tiling import Tiles, load_tiles  # noqa: E402
+from dualdiv.core.io import atomic_output  # noqa: E402
+from dualdiv.data.tiles import Tiles, load_tiles  # noqa: E402
+from dualdiv.evaluation.metrics import log_spectra  # noqa: E402
+from dualdiv.stages.sample import Samples, load_samples  # noqa: E402
 
 FIGURES = ("dual_histogram.png", "grid.png", "spectra.png", "walks.png")
 

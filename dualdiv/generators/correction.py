@@ -3,7 +3,7 @@
 For a base q close to the data law p, the optimal critic of the dual (Donsker–
 Varadhan or logistic) form of D(p‖q) is g = log p/q + c, so p ∝ q·e^g. Here:
 
-1. fit a base q (:mod:`dualdiv.bases`: ``spectral``, ``var``, ``gaussian_lw``);
+1. fit a base q (:mod:`dualdiv.generators.bases`: ``spectral``, ``var``, ``gaussian_lw``);
 2. train a residual critic g on real training images (label 1) vs fresh base
    samples (label 0): a spectrally normalised 1-D conv net over time with the
    channels as input channels, pooled by mean and log mean square (a learned
@@ -47,9 +47,9 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from dualdiv.bases import Base
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.generators import Generator, make_generator, register
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.generators.base import Generator, make_generator, register
+from dualdiv.generators.bases import Base
 
 __all__ = ["DualCorrected", "ResidualCritic", "ResidualCriticSettings", "auc_z_score", "log_band_power",
            "mala", "sir", "train_critic"]

@@ -23,7 +23,7 @@ Definitions (``x`` generated, ``y`` held-out real, ``t`` training):
   budget on the whitened projection (``dv_components``). Two folds over halves of
   x: the critic is fitted on one half of x and on t, and the DV bound is scored on
   the other half of x and on y (delta-method standard error,
-  :func:`dualdiv.divergence.dv_stderr`); the folds are averaged. Spectral
+  :func:`dualdiv.estimators.divergence.dv_stderr`); the folds are averaged. Spectral
   normalisation makes the critic ``dv_lipschitz``-Lipschitz, so its values cannot
   run away on a few far samples (an unconstrained critic read 10⁴–10⁵ nats on EEG
   references here); with ~20 held-out images the bound is a weak, noisy lower bound.
@@ -57,7 +57,7 @@ Definitions (``x`` generated, ``y`` held-out real, ``t`` training):
 - **MMD**: unbiased MMD² with a Gaussian kernel (bandwidth = median pooled distance)
   and a permutation p-value, on the standardised features and on raw pixels.
 - **TC gap**: |TC(x) − TC(y)| with an injected estimator (the project's path
-  estimator, :func:`dualdiv.path.estimate_tc`), x subsampled to the size of y
+  estimator, :func:`dualdiv.estimators.path.estimate_tc`), x subsampled to the size of y
   (``tc_reference="train"`` uses the training images as the real set instead).
 
 Exact duplicate generated images are dropped before the kNN metrics (a continuous
@@ -74,12 +74,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy.signal import welch
-from scipy.spatial import cKDTree
-from scipy.spatial.distance import cdist
-from scipy.special import digamma, gammaln
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -89,20 +83,32 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from dualdiv.divergence import dv_bound, dv_stderr
-from dualdiv.errors import ConfigError, InputError
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.estimators.divergence import dv_bound, dv_stderr
+from dualdiv.estimators.features import (  # noqa: F401  (metrics of these features)
+    FeatureSpace,
+    autocorrelations,
+    channel_correlations,
+    feature_blocks,
+    log_spectra,
+)
+from dualdiv.estimators.knn import (
+    closest_distances,
+    cluster_divergence,
+    distinct_rows,
+    fit_projection,
+    knn_entropy,
+    knn_kl_divergence,
+)
+from dualdiv.estimators.knn import (  # noqa: F401
+    flatten as _flat,
+)
 
 DCR_GATE = 0.8  # DESIGN §8: memorisation gate, DCR ratio ≥ 0.8
 NEAR_COPY_QUANTILE = 0.05
 FEATURE_SETS = ("spectra", "correlation", "raw", "features", "combined")
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _flat(images) -> np.ndarray:
-    """(n, H, W) or (n, d) → (n, d) float64."""
-    x = np.asarray(images, dtype=np.float64)
-    return x.reshape(len(x), -1)
 
 
 def _check_images(name: str, images, min_n: int = 2) -> np.ndarray:
@@ -114,77 +120,6 @@ def _check_images(name: str, images, min_n: int = 2) -> np.ndarray:
     if not np.isfinite(x).all():
         raise InputError(f"{name}: contains NaN or infinite values")
     return x
-
-
-def distinct_rows(x) -> tuple[np.ndarray, int]:
-    """Indices of the rows of x (n, ...) without exact repeats (first occurrences, in order); how many repeat."""
-    _, first = np.unique(_flat(x), axis=0, return_index=True)
-    return np.sort(first), len(x) - len(first)
-
-
-def _kth_distances(points: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> np.ndarray:
-    """Distance of each query to its k-th nearest point (skipping the query itself when it is a point)."""
-    kk = k + 1 if exclude_self else k
-    dist, _ = cKDTree(points).query(queries, k=kk)
-    dist = dist.reshape(len(queries), kk)[:, -1]
-    return np.maximum(dist, np.finfo(np.float64).tiny)  # log stays finite for coincident points
-
-
-# ----------------------------------------------------------------------------- kNN estimators
-
-
-def knn_kl_divergence(p, q, k: int = 1) -> float:
-    """Wang–Kulkarni–Verdú kNN estimate of D(P‖Q) in nats.
-
-    p: (n, d) samples of P, n ≥ k + 1; q: (m, d) samples of Q, m ≥ k.
-    D̂ = (d/n) Σ_i log(ν_k(i)/ρ_k(i)) + log(m/(n−1)).
-    """
-    p, q = _flat(p), _flat(q)
-    n, d = p.shape
-    if p.shape[1] != q.shape[1]:
-        raise InputError(f"p and q differ in dimension: {p.shape[1]} vs {q.shape[1]}")
-    if n < k + 1 or len(q) < k:
-        raise InputError(f"kNN KL with k={k} needs ≥ {k + 1} samples of P and ≥ {k} of Q")
-    rho = _kth_distances(p, p, k, exclude_self=True)
-    nu = _kth_distances(q, p, k, exclude_self=False)
-    return float(d * np.mean(np.log(nu) - np.log(rho)) + math.log(len(q) / (n - 1)))
-
-
-def knn_entropy(x, k: int = 1) -> float:
-    """Kozachenko–Leonenko differential entropy (nats) of samples x (n, d), n ≥ k + 1.
-
-    Ĥ = ψ(n) − ψ(k) + log V_d + (d/n) Σ_i log ρ_k(i), V_d = π^{d/2} / Γ(d/2 + 1).
-    """
-    x = _flat(x)
-    n, d = x.shape
-    if n < k + 1:
-        raise InputError(f"kNN entropy with k={k} needs ≥ {k + 1} samples, got {n}")
-    rho = _kth_distances(x, x, k, exclude_self=True)
-    log_unit_ball = 0.5 * d * math.log(math.pi) - gammaln(0.5 * d + 1)
-    return float(digamma(n) - digamma(k) + log_unit_ball + d * np.mean(np.log(rho)))
-
-
-def fit_projection(train, n_components: int, seed: int = 0) -> PCA:
-    """Whitened PCA of the flattened training images; at most n_train − 1 components."""
-    flat = _flat(train)
-    n_components = max(1, min(n_components, len(flat) - 1, flat.shape[1]))
-    return PCA(n_components=n_components, whiten=True, random_state=seed).fit(flat)
-
-
-def cluster_divergence(x, n_clusters: int = 2, k: int = 1, seed: int = 0) -> float:
-    """Maximal kNN divergence between k-means clusters of x (n, d): max over i ≠ j of D̂(C_i‖C_j).
-
-    Pairs whose clusters are too small for the estimator (|C_i| ≤ k or |C_j| < k) are
-    skipped; NaN when none is left.
-    """
-    x = _flat(x)
-    if len(x) < n_clusters:
-        return float("nan")
-    labels = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit_predict(x)
-    clusters = [x[labels == c] for c in range(n_clusters)]
-    values = [knn_kl_divergence(a, b, k) for i, a in enumerate(clusters) for j, b in enumerate(clusters)
-              if i != j and len(a) >= k + 1 and len(b) >= k]
-    return float(max(values)) if values else float("nan")
 
 
 # ----------------------------------------------------------------------------- neural DV
@@ -269,12 +204,6 @@ def dv_kl(generated, train, test, reverse: bool = False, seed: int = 0, **critic
 
 # ----------------------------------------------------------------------------- memorisation
 
-
-def closest_distances(images, train) -> np.ndarray:
-    """(n,) Euclidean distance of each flattened image to its closest training image."""
-    return cdist(_flat(images), _flat(train)).min(axis=1)
-
-
 def _sq_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(n, m) squared Euclidean distances."""
     return (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * x @ y.T
@@ -291,66 +220,6 @@ def memorisation(generated, test, train) -> dict:
     return {"dcr_ratio": float(np.median(d_gen) / median_real) if median_real > 0 else float("nan"),
             "near_copy_fraction": float(np.mean(d_gen < threshold)),
             "dcr_median_generated": float(np.median(d_gen)), "dcr_median_real": median_real}
-
-
-# ----------------------------------------------------------------------------- features
-
-
-def log_spectra(images, nperseg: int | None = 64) -> np.ndarray:
-    """(n, H, F) natural-log Welch power spectra per channel (Hann window, frequency in cycles per step)."""
-    x = np.asarray(images, dtype=np.float64)
-    nperseg = min(nperseg or x.shape[-1], x.shape[-1])
-    _, power = welch(x, nperseg=nperseg, axis=-1)
-    return np.log(power + 1e-10)
-
-
-def channel_correlations(images) -> np.ndarray:
-    """(n, H, H) correlation matrix of the channels over time, per image (constant channels → 0)."""
-    x = np.asarray(images, dtype=np.float64)
-    x = x - x.mean(axis=-1, keepdims=True)
-    norm = np.sqrt((x * x).sum(axis=-1))
-    x = x / np.where(norm > 0, norm, np.inf)[..., None]
-    corr = x @ x.transpose(0, 2, 1)
-    idx = np.arange(x.shape[1])
-    corr[:, idx, idx] = 1.0
-    return corr
-
-
-def autocorrelations(images, max_lag: int) -> np.ndarray:
-    """(n, H, max_lag) autocorrelation of each channel at lags 1..max_lag (demeaned, / lag-0)."""
-    x = np.asarray(images, dtype=np.float64)
-    x = x - x.mean(axis=-1, keepdims=True)
-    var = (x * x).sum(axis=-1)
-    acf = np.stack([(x[..., lag:] * x[..., :-lag]).sum(axis=-1) for lag in range(1, max_lag + 1)], axis=-1)
-    return acf / np.where(var > 0, var, np.inf)[..., None]
-
-
-def feature_blocks(images, nperseg: int | None = 64) -> dict[str, np.ndarray]:
-    """Per-image feature blocks: {"spectra": (n, H·F), "correlation": (n, H(H−1)/2), "raw": (n, H·W)}."""
-    x = np.asarray(images, dtype=np.float64)
-    upper = np.triu_indices(x.shape[1], k=1)
-    return {"spectra": log_spectra(x, nperseg).reshape(len(x), -1),
-            "correlation": channel_correlations(x)[:, upper[0], upper[1]],
-            "raw": x.reshape(len(x), -1)}
-
-
-class FeatureSpace:
-    """Feature blocks standardised by their mean and std on the real training images.
-
-    ``transform(images, blocks)`` concatenates the named blocks, each scaled by
-    1/√(its size) so that every block weighs alike in Euclidean distances.
-    """
-
-    def __init__(self, train, nperseg: int | None = 64):
-        self.nperseg = nperseg
-        blocks = feature_blocks(train, nperseg)
-        self.mean_ = {k: v.mean(axis=0) for k, v in blocks.items()}
-        self.std_ = {k: np.where(v.std(axis=0) > 1e-12, v.std(axis=0), 1.0) for k, v in blocks.items()}
-
-    def transform(self, images, blocks=("spectra", "correlation")) -> np.ndarray:
-        raw = feature_blocks(images, self.nperseg)
-        return np.concatenate([(raw[k] - self.mean_[k]) / self.std_[k] / math.sqrt(raw[k].shape[1])
-                               for k in blocks], axis=1)
 
 
 def c2st_auc(x, y, seed: int = 0, repeats: int = 10, folds: int = 5, balance: bool = True) -> dict:
@@ -539,7 +408,7 @@ def evaluate(generated, test, train, seed: int = 0, settings: EvalSettings | Non
 
     generated, test, train: (n, H, W) in the normalised units of tiles.h5 (test ≥ 4,
     train ≥ 3 images). tc_estimator: callable (n, H, W) → {"tc", "stderr", ...}, e.g.
-    ``lambda x: dualdiv.path.estimate_tc(x, ...)``; without it the TC metrics read None
+    ``lambda x: dualdiv.estimators.path.estimate_tc(x, ...)``; without it the TC metrics read None
     and ``tc_note`` says why. Returns a flat dict of JSON-serialisable numbers (None
     where a metric is undefined) plus ``settings``.
     """

@@ -1,6 +1,6 @@
 """Readers of the benchmark data sets, and files shipped inside installed Python packages.
 
-Four ingest formats beyond the generic ones of :mod:`dualdiv.ingest` (which
+Four ingest formats beyond the generic ones of :mod:`dualdiv.data.ingest` (which
 registers them in its ``READERS``):
 
 - ``finger_movements``: the UEA FingerMovements ``.ts`` files, whose rows are
@@ -22,7 +22,7 @@ registers them in its ``READERS``):
 A data file inside an installed package is named ``package:<package>/<path in it>``
 (e.g. ``package:pvlib/data/723170TYA.CSV``); :func:`resolve_path` finds it
 without importing the package. Every problem raises an
-:class:`~dualdiv.errors.InputError` naming the file.
+:class:`~dualdiv.core.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dualdiv.errors import InputError
+from dualdiv.core.errors import InputError
 
 if TYPE_CHECKING:
-    from dualdiv.ingest import RawSeries
+    from dualdiv.data.ingest import RawSeries
 
 PACKAGE_PREFIX = "package:"
 
@@ -70,7 +70,7 @@ def resolve_path(path: str | os.PathLike) -> Path:
 
 def _raw_series(path: Path, series: np.ndarray, **metadata) -> RawSeries:
     """Wrap ``series`` ``(n, channels, time)`` as the ingest stage's :class:`RawSeries`."""
-    from dualdiv.ingest import RawSeries  # imported here: ingest imports this module's readers
+    from dualdiv.data.ingest import RawSeries  # imported here: ingest imports this module's readers
 
     return RawSeries(path, [list(sample) for sample in series], **metadata)
 
@@ -135,7 +135,7 @@ def recover_electrodes(rows: np.ndarray) -> np.ndarray:
 
 def read_finger_movements(path: Path) -> RawSeries:
     """The recoverable electrodes (16 × 50 time points at 100 Hz) of a UEA FingerMovements ``.ts`` file."""
-    from dualdiv.ingest import read_ts
+    from dualdiv.data.ingest import read_ts
 
     raw = read_ts(path)
     rows = np.array(raw.series, dtype=float)

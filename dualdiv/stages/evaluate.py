@@ -1,13 +1,13 @@
 """Stage 6 on files: evaluate a samples file against the held-out split; gather a summary table.
 
 - :func:`write_evaluation`: ``samples/{method}.h5`` + ``tiles.h5`` → ``eval/{method}.json``
-  (every metric of :func:`dualdiv.metrics.evaluate`, generated vs the test split).
+  (every metric of :func:`dualdiv.evaluation.metrics.evaluate`, generated vs the test split).
 - :func:`write_tc`: the total correlation of the real training images (``method = real``) or of
   a generated set, by the project's path estimator → ``eval/tc/{method}.json`` (optional,
   config ``evaluate.tc``; merged into the evaluation as ``tc_real``/``tc_generated``/``tc_gap``).
 - :func:`write_summary`: every ``eval/*.json`` → ``summary.csv`` (dataset, method, metric,
   value, reliable) with the reference-based reliability of each metric on each data set
-  (:func:`dualdiv.metrics.reliability`; a metric that misranks ``copy``, ``interpolate``
+  (:func:`dualdiv.evaluation.metrics.reliability`; a metric that misranks ``copy``, ``interpolate``
   and ``marginals`` is marked unreliable there).
 """
 
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dualdiv.errors import InputError
-from dualdiv.io import atomic_output, provenance, sha256_file
-from dualdiv.metrics import EvalSettings, evaluate, reliability, tc_fields
-from dualdiv.path import StepSettings, estimate_tc
-from dualdiv.samples import load_samples
-from dualdiv.tiling import load_tiles
+from dualdiv.core.errors import InputError
+from dualdiv.core.io import atomic_output, provenance, sha256_file
+from dualdiv.data.tiles import load_tiles
+from dualdiv.estimators.path import StepSettings, estimate_tc
+from dualdiv.evaluation.metrics import EvalSettings, evaluate, reliability, tc_fields
+from dualdiv.stages.sample import load_samples
 
 REFERENCES = ("copy", "interpolate", "marginals")
 

@@ -26,12 +26,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.generators import REGISTRY, make_generator
-from dualdiv.io import atomic_output, provenance, sha256_file
-from dualdiv.tiling import load_tiles, to_physical
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.io import atomic_output, provenance, sha256_file
+from dualdiv.data.tiles import load_tiles, to_physical
+from dualdiv.generators import DEFAULT_VARIANT, WALKS, known_keys, make_generator, resolve_key
 
-WALKS = ("dualdiv_walk", "dualdiv_basewalk")
 log = logging.getLogger(__name__)
 
 
@@ -49,18 +48,20 @@ class Samples:
 
 
 def resolve_method(method: str, sample_config: dict) -> tuple[str, dict]:
-    """Registry key and constructor settings of ``method`` (``dualdiv`` → the default variant)."""
-    key = sample_config.get("default", "dualdiv_corrected") if method == "dualdiv" else method
-    if key not in REGISTRY:
-        raise ConfigError(f"sample: unknown method {method!r}; known: dualdiv, {', '.join(sorted(REGISTRY))}")
+    """Registry key and constructor settings of ``method`` (``dualdiv`` → ``sample.default``)."""
+    key = sample_config.get("default", DEFAULT_VARIANT) if method == "dualdiv" else method
+    try:
+        key = resolve_key(key)
+    except ConfigError:
+        raise ConfigError(f"sample: unknown method {method!r}; known: {', '.join(known_keys())}") from None
     settings = dict((sample_config.get("settings") or {}).get(key) or {})
     return key, settings
 
 
 def dual_context(tiles_path, dual_path, clusters_path, plan_path, critic_paths, device: str = "auto"):
-    """The :class:`~dualdiv.sampling.DualContext` of a finished path, for the walks."""
-    from dualdiv.dual import load_dual_function
-    from dualdiv.sampling import DualContext, novelty_threshold
+    """The :class:`~dualdiv.generators.walks.DualContext` of a finished path, for the walks."""
+    from dualdiv.generators.walks import DualContext, novelty_threshold
+    from dualdiv.stages.path import load_dual_function
 
     tiles = load_tiles(tiles_path)
     try:

@@ -28,7 +28,7 @@ import math
 import numpy as np
 import torch
 
-from dualdiv.errors import ConfigError, InputError
+from dualdiv.core.errors import ConfigError, InputError
 
 VARIANTS = ("exact", "max")
 
@@ -74,7 +74,7 @@ def dv_influence(f_a, f_b):
     infl_a = f_a − mean(f_a) and infl_b = 1 − e^{f_b} / mean(e^{f_b})
     (linearising log mean(e^{f_b}) around its expectation). Summing the two over
     paired samples (a sample of A and the B samples built from it) gives the
-    influence of one data unit, which :mod:`dualdiv.path` clusters by image.
+    influence of one data unit, which :mod:`dualdiv.estimators.path` clusters by image.
     """
     (a, a_is_tensor), (b, _) = _as_tensor(f_a), _as_tensor(f_b)
     log_mean = torch.logsumexp(b, dim=-1) - math.log(b.shape[-1])

@@ -14,7 +14,7 @@ training data's range, and draw from the Gaussian posterior q(x_{t−1} | x_t, x
 1/√α_t factors blow the samples up.)
 
 ε_θ: 1-D convolutions over time with the channels as input channels (see
-:mod:`dualdiv.baselines`) — residual blocks with dilations 1, 2, 4, … (receptive
+:mod:`dualdiv.generators.baselines.common`) — residual blocks with dilations 1, 2, 4, … (receptive
 field ≈ the image width, no down-sampling, so any W works), GroupNorm, SiLU, and a
 sinusoidal embedding of t added to every block, plus a per-t, per-channel gain on
 x_t added to the output (the normalised blocks are blind to the scale of x_t, which
@@ -28,9 +28,16 @@ import math
 import torch
 from torch import nn
 
-from dualdiv.baselines import TorchBaseline, check_training_images, run_budget, seeded, torch_generator, torch_threads
-from dualdiv.errors import ConfigError
-from dualdiv.generators import register
+from dualdiv.core.errors import ConfigError
+from dualdiv.generators.base import register
+from dualdiv.generators.baselines.common import (
+    TorchBaseline,
+    check_training_images,
+    run_budget,
+    seeded,
+    torch_generator,
+    torch_threads,
+)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -88,7 +95,7 @@ class DDPM(TorchBaseline):
     β schedule (Ho et al.: 1e-4, 0.02 with T = 1000; other T rescale both by 1000/T so
     the total noise stays alike).
     hidden: conv width. max_iterations, max_seconds, batch_size, lr: training budget.
-    threads: torch threads (:mod:`dualdiv.baselines`).
+    threads: torch threads (:mod:`dualdiv.generators.baselines.common`).
     """
 
     def __init__(self, diffusion_steps: int = 100, beta_start: float = 1e-4, beta_end: float = 0.02,

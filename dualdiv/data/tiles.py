@@ -28,8 +28,8 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from dualdiv.errors import ConfigError, InputError
-from dualdiv.io import atomic_output, provenance, sha256_file
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.io import atomic_output, provenance, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ the negative ELBO per image (nats),
     −ELBO(x) = −E_q[log p(x|z)] + KL(q(z|x) ‖ N(0, I)),
 
 with one reparameterised draw z = μ + σ·ε per image. Networks: 1-D convolutions over
-time with the channels as input channels (see :mod:`dualdiv.baselines`). Sampling
+time with the channels as input channels (see :mod:`dualdiv.generators.baselines.common`). Sampling
 draws z ~ N(0, I) and returns the decoder mean g(z) (``decoder_noise=False``, the
 usual choice: the per-pixel noise s·ε is white and would flatten the spectra) or
 g(z) + s·ε.
@@ -20,7 +20,9 @@ import math
 import torch
 from torch import nn
 
-from dualdiv.baselines import (
+from dualdiv.core.errors import ConfigError
+from dualdiv.generators.base import register
+from dualdiv.generators.baselines.common import (
     Decoder1d,
     Encoder1d,
     TorchBaseline,
@@ -30,8 +32,6 @@ from dualdiv.baselines import (
     torch_generator,
     torch_threads,
 )
-from dualdiv.errors import ConfigError
-from dualdiv.generators import register
 
 
 class VAENet(nn.Module):
@@ -60,7 +60,7 @@ class VAE(TorchBaseline):
 
     latent: dimension of z. hidden: conv width (the bottom layer has 2·hidden).
     max_iterations, max_seconds: training budget (Adam steps / wall seconds, first reached).
-    batch_size, lr: Adam minibatches. threads: torch threads (:mod:`dualdiv.baselines`).
+    batch_size, lr: Adam minibatches. threads: torch threads (:mod:`dualdiv.generators.baselines.common`).
     decoder_noise: add the decoder's per-channel Gaussian noise to samples (default: return the decoder mean).
     """
 

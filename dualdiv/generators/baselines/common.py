@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dualdiv.errors import ConfigError, InputError
+from dualdiv.core.errors import ConfigError, InputError
 from dualdiv.generators import Generator
 
 
@@ -164,6 +164,5 @@ class TorchBaseline(Generator):
         self.iterations_, self.train_seconds_, self.loss_curve_ = iterations, seconds, losses
 
 
-from dualdiv.baselines import ddpm, sb_langevin, vae, wgan_gp  # noqa: E402  (registers the keys)
 
-__all__ = ["ddpm", "sb_langevin", "vae", "wgan_gp", "TorchBaseline", "seeded", "torch_generator", "torch_threads"]
+__all__ = ["TorchBaseline", "seeded", "torch_generator", "torch_threads"]

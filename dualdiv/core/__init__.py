@@ -1,0 +1,1 @@
+"""Bottom layer: errors, files written atomically, checks and the one training loop."""
