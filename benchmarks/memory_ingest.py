@@ -25,8 +25,10 @@ SERIES_BYTES = 8 * SERIES_SHAPE[0] * SERIES_SHAPE[1]
 
 _STAGE = """
 import json, resource, sys, time
-from dualdiv.data.ingest import IngestSettings, ingest
-from dualdiv.data.tiles import TileSettings, tile
+from dualdiv.data.ingest import IngestSettings
+from dualdiv.stages.ingest import ingest
+from dualdiv.data.tiles import TileSettings
+from dualdiv.stages.tile import tile
 started = time.perf_counter()
 stage, source, out = sys.argv[1:4]
 if stage == "ingest":

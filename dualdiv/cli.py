@@ -13,7 +13,7 @@ import sys
 
 from dualdiv import __version__
 from dualdiv.core.errors import DualdivError, InputError
-from dualdiv.data.datasets import READERS as BENCHMARK_READERS
+from dualdiv.data.readers import FORMATS
 
 EXIT_BAD_INPUT = 2
 
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ingest.add_argument("inputs", nargs="+", metavar="IN", help="raw data file(s)")
     ingest.add_argument("-o", "--out", required=True, help="output NetCDF file (raw.nc)")
-    ingest.add_argument("--format", choices=("ts", "csv", "npy", "npz", "netcdf", *BENCHMARK_READERS),
+    ingest.add_argument("--format", choices=FORMATS,
                         help="reader to use (default: from each file's extension)")
     ingest.add_argument("--min-samples", type=int, default=16, metavar="N",
                         help="fewer samples than N is an error (default: 16)")
@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_ingest(args: argparse.Namespace) -> None:
-    from dualdiv.data.ingest import IngestSettings, ingest
+    from dualdiv.data.ingest import IngestSettings
+    from dualdiv.stages.ingest import ingest
 
     names = tuple(n.strip() for n in args.channel_names.split(",")) if args.channel_names else None
     settings = IngestSettings(format=args.format, min_samples=args.min_samples,
@@ -183,7 +184,7 @@ def _run_estimate(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
 
-    from dualdiv.data.ingest import load_arrays
+    from dualdiv.data.readers.arrays import load_arrays
     from dualdiv.estimators.path import StepSettings, estimate_tc
 
     path = Path(args.data)

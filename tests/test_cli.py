@@ -81,7 +81,7 @@ def test_sample_subcommand_writes_samples(tmp_path, capsys):
     assert main(["tile", str(tmp_path / "raw.nc"), "-o", str(tmp_path / "tiles.h5")]) == 0
     assert main(["sample", str(tmp_path / "tiles.h5"), "-o", str(tmp_path / "s.h5"), "--method", "spectral",
                  "-n", "5"]) == 0
-    from dualdiv.stages.sample import load_samples
+    from dualdiv.data.samples import load_samples
 
     assert load_samples(tmp_path / "s.h5").images.shape == (5, 3, 16)
     assert main(["sample", str(tmp_path / "tiles.h5"), "-o", str(tmp_path / "w.h5"), "--method",

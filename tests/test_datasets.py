@@ -1,4 +1,4 @@
-"""Readers of the benchmark data sets (dualdiv.data.datasets): real files where their package is
+"""Readers of the benchmark data sets (dualdiv.data.readers): real files where their package is
 installed, tiny hand-made files always; package:<package>/<file> paths; the spike simulator."""
 
 import importlib.util
@@ -9,19 +9,14 @@ import pytest
 from conftest import ROOT
 
 from dualdiv.core.errors import InputError
-from dualdiv.data.datasets import (
-    HOURS,
-    TMY3_CHANNELS,
-    SpikeSimulation,
-    read_finger_movements,
-    read_prices,
-    read_spike_simulation,
-    read_tmy3,
-    recover_electrodes,
-    resolve_path,
-    simulate_spike_counts,
-)
-from dualdiv.data.ingest import IngestSettings, ingest
+from dualdiv.data.ingest import IngestSettings
+from dualdiv.data.packages import resolve_path
+from dualdiv.data.readers.finger_movements import read_finger_movements, recover_electrodes
+from dualdiv.data.readers.prices import read_prices
+from dualdiv.data.readers.spikes import read_spike_simulation
+from dualdiv.data.readers.tmy3 import HOURS, TMY3_CHANNELS, read_tmy3
+from dualdiv.data.simulate_spikes import SpikeSimulation, simulate_spike_counts
+from dualdiv.stages.ingest import ingest
 
 FINGER_FILES = [ROOT / "resources/finger_movements/FingerMovements_TRAIN.ts",
                 ROOT / "resources/finger_movements/FingerMovements_TEST.ts"]

@@ -6,7 +6,9 @@ import xarray as xr
 from conftest import EEG_FILES, ts_text
 
 from dualdiv.core.errors import ConfigError, InputError
-from dualdiv.data.ingest import IngestSettings, ingest, read_file
+from dualdiv.data.ingest import IngestSettings
+from dualdiv.data.readers import read_file
+from dualdiv.stages.ingest import ingest
 
 SMALL = IngestSettings(min_samples=2)
 

@@ -5,12 +5,14 @@ import pytest
 import torch
 
 from dualdiv.core.errors import ConfigError
-from dualdiv.data.ingest import ingest
-from dualdiv.data.tiles import TileSettings, tile
+from dualdiv.data.samples import load_samples
+from dualdiv.data.tiles import TileSettings
 from dualdiv.evaluation.metrics import closest_distances
-from dualdiv.generators import generator_class
+from dualdiv.generators import generator_class, resolve_method
 from dualdiv.generators.walks import DualContext, gap_intervals, walk
-from dualdiv.stages.sample import load_samples, resolve_method, write_samples
+from dualdiv.stages.ingest import ingest
+from dualdiv.stages.sample import write_samples
+from dualdiv.stages.tile import tile
 
 
 class Quadratic(torch.nn.Module):

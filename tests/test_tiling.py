@@ -9,7 +9,7 @@ import xarray as xr
 from conftest import EEG_FILES
 
 from dualdiv.core.errors import ConfigError, InputError
-from dualdiv.data.ingest import IngestSettings, ingest
+from dualdiv.data.ingest import IngestSettings
 from dualdiv.data.tiles import (
     TileSettings,
     channel_stats,
@@ -17,9 +17,10 @@ from dualdiv.data.tiles import (
     load_tiles,
     split_recordings,
     split_single_recording,
-    tile,
     to_physical,
 )
+from dualdiv.stages.ingest import ingest
+from dualdiv.stages.tile import tile
 
 
 @pytest.fixture

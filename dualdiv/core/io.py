@@ -7,11 +7,13 @@ killed job cannot leave something a later stage would take as finished.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import errno
 import glob
 import hashlib
 import json
+import math
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -20,7 +22,7 @@ from typing import Any
 
 from dualdiv.core.errors import OutputError
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the dualdiv package
 
 
 @contextlib.contextmanager
@@ -76,6 +78,29 @@ def _remove_quietly(path: Path) -> None:
         path.unlink()
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and ±inf floats as None and NumPy scalars/arrays as Python values (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, str):  # NumPy scalars and arrays
+        return strict_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | os.PathLike, content: Mapping[str, Any]) -> None:
+    """Write ``content`` as strict JSON (NaN/inf → null; sorted keys, indent 1), atomically.
+
+    The one JSON writer of every stage, so every artifact reads back with any JSON parser.
+    """
+    text = json.dumps(strict_json(content), indent=1, sort_keys=True, allow_nan=False, default=str)
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(text + "\n")
+
+
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read in chunks (constant memory)."""
     digest = hashlib.sha256()
@@ -91,21 +116,72 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def code_hash(*modules: str) -> str:
-    """Short sha256 of the source of the named ``dualdiv`` modules (e.g. ``"tiling"``) or
-    subpackages (e.g. ``"baselines"``: every module in it).
+def _module_file(module: str) -> Path | None:
+    """The source file of dotted ``dualdiv`` module ``module`` (a package's ``__init__.py``), or None."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return _PACKAGE_DIR / "__init__.py"
+    for candidate in (_PACKAGE_DIR.joinpath(*parts, "__init__.py"),
+                      _PACKAGE_DIR.joinpath(*parts[:-1], f"{parts[-1]}.py")):
+        if candidate.is_file():
+            return candidate
+    return None
 
-    Snakemake does not rerun a rule when a module its script imports changes;
-    the rules put this hash in ``params`` so that editing a module reruns
-    exactly the stages that use it.
+
+def _imported_modules(file: Path) -> set[str]:
+    """Dotted ``dualdiv`` modules that ``file`` imports anywhere (also inside functions), and their parents."""
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # ``from dualdiv.a import b``: b may be a module of package a
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        for name in names:
+            if name == "dualdiv" or name.startswith("dualdiv."):
+                parts = name.split(".")
+                found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {name for name in found if _module_file(name) is not None}
+
+
+def import_closure(*roots: str | os.PathLike) -> list[Path]:
+    """Source files of every ``dualdiv`` module reachable by imports from ``roots``, sorted.
+
+    roots: dotted module names (``"dualdiv.stages.sample"``) or paths of scripts
+    (``workflow/scripts/sample.py``), whose own file is not included. Imports are read
+    from the source (``ast``), not executed; a module imported by a string (the
+    generator registry) is not followed: name it as a root.
+    """
+    pending, seen = [], set()
+    for root in roots:
+        if str(root).endswith(".py"):
+            pending += sorted(_imported_modules(Path(root)))
+        else:
+            pending.append(str(root))
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        file = _module_file(module)
+        if file is None:
+            raise ValueError(f"code_hash: {module!r} is not a module of dualdiv")
+        pending += sorted(_imported_modules(file) - seen)
+    return sorted({_module_file(module) for module in seen})
+
+
+def code_hash(*roots: str | os.PathLike) -> str:
+    """Short sha256 of the source of every ``dualdiv`` module the ``roots`` import (:func:`import_closure`).
+
+    Snakemake does not rerun a rule when a module its script imports changes; the
+    rules put this hash of their script's import closure in ``params``, so editing a
+    module reruns exactly the rules whose code imports it (and what depends on them).
     """
     digest = hashlib.sha256()
-    for module in sorted(set(modules)):
-        package = _PACKAGE_DIR / module
-        files = sorted(package.glob("*.py")) if package.is_dir() else [_PACKAGE_DIR / f"{module}.py"]
-        for file in files:
-            digest.update(str(file.relative_to(_PACKAGE_DIR)).encode())
-            digest.update(file.read_bytes())
+    for file in import_closure(*roots):
+        digest.update(str(file.relative_to(_PACKAGE_DIR)).encode())
+        digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -24,15 +24,13 @@ p below ~2/C(2k, k): k ≥ 6 is needed for α = 0.01.)
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from dualdiv.core.errors import ConfigError, InputError
-from dualdiv.evaluation.metrics import knn_kl_divergence
+from dualdiv.estimators.knn import knn_kl_divergence
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ def cut_scores(f_sorted: np.ndarray, min_side: int) -> np.ndarray:
 # ---------------------------------------------------------------------- localized
 
 def symmetric_divergence(a: np.ndarray, b: np.ndarray) -> float:
-    """D(A‖B) + D(B‖A) by :func:`dualdiv.evaluation.metrics.knn_kl_divergence` (k = 1), nats."""
+    """D(A‖B) + D(B‖A) by :func:`dualdiv.estimators.knn.knn_kl_divergence` (k = 1), nats."""
     return knn_kl_divergence(a, b) + knn_kl_divergence(b, a)
 
 
@@ -188,33 +186,3 @@ def find_clusters(F: np.ndarray, images: np.ndarray, settings: ClusterSettings =
 def assign(F: np.ndarray, boundaries: list[float]) -> np.ndarray:
     """Cluster index of each dual value given the kept cut values (ascending)."""
     return np.searchsorted(np.asarray(boundaries), np.asarray(F), side="right")
-
-
-def write_clusters(dual_path: str | os.PathLike, tiles_path: str | os.PathLike, out: str | os.PathLike,
-                   settings: ClusterSettings = ClusterSettings(), seed: int = 0) -> dict:
-    """Entry of rule ``localize``: clusters of the training images in F; membership of every image."""
-    import h5py
-
-    from dualdiv.core.io import atomic_output, provenance, sha256_file
-    from dualdiv.data.tiles import load_tiles
-
-    tiles = load_tiles(tiles_path)
-    try:
-        with h5py.File(dual_path, "r") as handle:
-            F = handle["F"][()]
-    except (OSError, KeyError) as exc:
-        raise InputError(f"{dual_path}: cannot read F ({exc}); rerun the dual stage") from None
-    if len(F) != len(tiles.images):
-        raise InputError(f"{dual_path}: {len(F)} dual values but {tiles_path} has {len(tiles.images)} images")
-    train = tiles.split == "train"
-    result = find_clusters(F[train], tiles.images[train], settings, seed)
-    result["membership_train"] = result.pop("membership")
-    result["membership"] = assign(F, result["boundaries"]).tolist()  # every image of tiles.h5, in its order
-    result["sample_id"] = tiles.sample_id.tolist()
-    result["split"] = tiles.split.tolist()
-    result["provenance"] = provenance("localize", result["settings"],
-                                      {str(p): sha256_file(p) for p in (dual_path, tiles_path)})
-    with atomic_output(out) as tmp:
-        with open(tmp, "w") as handle:
-            json.dump(result, handle, indent=1)
-    return result

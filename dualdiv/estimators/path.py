@@ -34,15 +34,15 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.training import Checkpoint, LoopSettings, descend, resolve_device, seeded, train
 from dualdiv.estimators.critics import ConstantCritic, CriticSettings, build_critic, substep_input
 from dualdiv.estimators.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
 
@@ -288,20 +288,9 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
-def _check_images(images, plan: dict) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 3 or list(images.shape[1:]) != list(plan["shape"]):
-        raise InputError(f"images must be (n, H, W) with (H, W) = {tuple(plan['shape'])} from the plan, "
-                         f"got shape {images.shape}")
-    if not np.isfinite(images).all():
-        raise InputError("images contain NaN or infinite values")
-    return np.ascontiguousarray(images)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def _plan_images(images, plan: dict) -> np.ndarray:
+    """(n ≥ 1, H, W) finite float32 with the plan's (H, W), C-contiguous (torch takes no negative strides)."""
+    return np.ascontiguousarray(check_images(images, "images", min_images=1, shape=plan["shape"]))
 
 
 def run_key(settings: StepSettings, plan: dict, step: int, seed: int, images: np.ndarray) -> str:
@@ -309,60 +298,6 @@ def run_key(settings: StepSettings, plan: dict, step: int, seed: int, images: np
     content = {"settings": asdict(settings), "plan": plan, "step": step, "seed": seed,
                "data": hashlib.sha256(np.ascontiguousarray(images, dtype=np.float32).tobytes()).hexdigest()}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-
-
-@dataclass
-class _Progress:
-    """Training state beyond model and optimizer; all of it goes into a checkpoint."""
-
-    iteration: int = 0
-    best_value: float = -math.inf
-    best_iteration: int = 0
-    best_state: dict | None = None
-    since_best: int = 0
-    curve: list = field(default_factory=list)  # [[iteration, summed validation bound], ...]
-
-    def add_validation(self, value: float, model: nn.Module) -> None:
-        """Log a validation bound; keep the model if it is the best so far (NaN never is)."""
-        self.curve.append([self.iteration, value])
-        if value > self.best_value:
-            self.best_value, self.best_iteration, self.since_best = value, self.iteration, 0
-            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            self.since_best += 1
-
-
-def _save_checkpoint(path, key, model, optimizer, generator, progress: _Progress, device) -> None:
-    """Write atomically: a temp name in the same folder, then os.replace."""
-    content = {"key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-               "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-               **asdict(progress)}
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(content, tmp)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path, key, model, optimizer, generator, device) -> _Progress | None:
-    """The saved progress with model, optimizer and RNGs restored; None (with a warning) if unusable."""
-    if path is None or not os.path.exists(path):
-        return None
-    try:
-        content = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # a truncated or foreign file must not stop a fresh run
-        warnings.warn(f"ignoring unreadable checkpoint {path}: {err}", stacklevel=3)
-        return None
-    if content.get("key") != key:
-        warnings.warn(f"ignoring checkpoint {path}: it belongs to other settings, plan, step, seed or data",
-                      stacklevel=3)
-        return None
-    model.load_state_dict(content["model"])
-    optimizer.load_state_dict(content["optimizer"])
-    generator.set_state(content["generator"].cpu())
-    torch.set_rng_state(content["torch_rng"].cpu())
-    if content["cuda_rng"] is not None:
-        torch.cuda.set_rng_state(content["cuda_rng"].cpu(), device)
-    return _Progress(**{name: content[name] for name in _Progress.__dataclass_fields__})
 
 
 def _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings: StepSettings, seed: int,
@@ -406,9 +341,9 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     started = time.perf_counter()
     settings = settings or StepSettings()
     check_plan(plan, step)
-    images = _check_images(images, plan)
+    images = _plan_images(images, plan)
     shape, bounds = tuple(plan["shape"]), substep_bounds(plan, step)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     train_rows, val_rows = _split(len(images), settings.val_fraction, seed)
     x = torch.as_tensor(images.reshape(len(images), -1)).to(device)
     x_train, x_val = x[train_rows.to(device)], x[val_rows.to(device)]
@@ -420,38 +355,25 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         eval_bounds = bounds[torch.randperm(len(bounds), generator=pick_gen)[: settings.eval_substeps]]
     eval_scale = len(bounds) / len(eval_bounds)
 
-    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):  # dropout and init draw on the global RNG
-        torch.manual_seed(_stream_seed(seed, step, "init"))
+    def batch_step():
+        return descend(optimizer, _batch_loss(model, x_train, shape, rank, bounds, settings, batches))
+
+    def validate():
+        # the same validation resampling every time, so evaluations compare critics only
+        val_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "validation"))
+        dv = _score_substeps(model, x_val, shape, rank, eval_bounds, settings.eval_resamplings, val_gen)[0]
+        return float(dv.sum()) * eval_scale
+
+    loop = LoopSettings(max_iterations=settings.max_iterations, eval_every=settings.eval_every,
+                        patience=settings.patience, progress=progress, description=f"path step {step}")
+    saving = None if checkpoint is None else Checkpoint(checkpoint, key, settings.checkpoint_every)
+    with seeded(_stream_seed(seed, step, "init"), device):  # dropout and init draw on the global RNG
         model = build_critic(settings.critic, shape).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
                                       weight_decay=settings.critic.weight_decay)
         batches = torch.Generator().manual_seed(_stream_seed(seed, step, "batches"))
-        state = _load_checkpoint(checkpoint, key, model, optimizer, batches, device) or _Progress()
-        resumed_from = state.iteration
-        bar = tqdm(total=settings.max_iterations, initial=state.iteration, disable=not progress,
-                   desc=f"path step {step}")
-        model.train()
-        while state.iteration < settings.max_iterations and state.since_best < settings.patience:
-            optimizer.zero_grad()
-            _batch_loss(model, x_train, shape, rank, bounds, settings, batches).backward()
-            optimizer.step()
-            state.iteration += 1
-            if state.iteration % settings.eval_every == 0 or state.iteration == settings.max_iterations:
-                # the same validation resampling every time, so evaluations compare critics only
-                val_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "validation"))
-                dv = _score_substeps(model, x_val, shape, rank, eval_bounds, settings.eval_resamplings, val_gen)[0]
-                state.add_validation(float(dv.sum()) * eval_scale, model)
-                bar.set_postfix(validation=f"{state.curve[-1][1]:.3f}", best=f"{state.best_value:.3f}")
-            if checkpoint is not None and state.iteration % settings.checkpoint_every == 0:
-                _save_checkpoint(checkpoint, key, model, optimizer, batches, state, device)
-            bar.update()
-            if callback is not None:
-                callback(state.iteration)
-        bar.close()
-        if state.best_state is not None:
-            model.load_state_dict(state.best_state)
+        trained = train(batch_step, loop, model=model, validate=validate, optimizer=optimizer, generator=batches,
+                        checkpoint=saving, callback=callback)
         score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step)
         fallback = None
         if not score["D"] > 0:  # NaN, or worse on held-out data than a constant critic (whose bound is 0)
@@ -466,11 +388,12 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
 
     record = {
         "step": step, **score, "fallback": fallback,
-        "iterations": state.iteration, "best_iteration": state.best_iteration,
-        "stopped": "patience" if state.since_best >= settings.patience else "budget",
+        "iterations": trained.iterations, "best_iteration": trained.best_iteration, "stopped": trained.stopped,
         "wall_time_s": time.perf_counter() - started,
-        "curve": {"iteration": [i for i, _ in state.curve], "validation": [_finite_or_none(v) for _, v in state.curve]},
-        "n_train": len(train_rows), "seed": seed, "device": str(device), "key": key, "resumed_from": resumed_from,
+        "curve": {"iteration": [i for i, _ in trained.curve],
+                  "validation": [_finite_or_none(v) for _, v in trained.curve]},
+        "n_train": len(train_rows), "seed": seed, "device": str(device), "key": key,
+        "resumed_from": trained.resumed_from,
     }
     critic_state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                     "critic": asdict(settings.critic), "shape": list(shape), "key": key,
@@ -489,7 +412,7 @@ def score_step(critic: nn.Module, images, plan: dict, step: int, settings: StepS
     """
     settings = settings or StepSettings()
     check_plan(plan, step)
-    images = _check_images(images, plan)
+    images = _plan_images(images, plan)
     _, val_rows = _split(len(images), settings.val_fraction, seed)
     device = next(critic.parameters(), torch.empty(0)).device
     x_val = torch.as_tensor(images.reshape(len(images), -1))[val_rows].to(device)
@@ -502,7 +425,7 @@ def load_critic(state: dict, device: str = "auto") -> nn.Module:
     model = ConstantCritic() if state.get("constant") else build_critic(CriticSettings(**state["critic"]),
                                                                          state["shape"])
     model.load_state_dict(state["model"])
-    return model.to(_resolve_device(device)).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def step_values(critic: nn.Module | dict, plan: dict, step: int, images, device: str = "auto") -> np.ndarray:
@@ -512,7 +435,7 @@ def step_values(critic: nn.Module | dict, plan: dict, step: int, images, device:
     Returns (n,) float64; Σ_k f_k(x) = F(x) = log p(x)/q(x) + const (the dual coordinate).
     """
     check_plan(plan, step)
-    images = _check_images(images, plan)
+    images = _plan_images(images, plan)
     model = critic if isinstance(critic, nn.Module) else load_critic(critic, device)
     model_device = next(model.parameters()).device
     x = torch.as_tensor(images.reshape(len(images), -1)).to(model_device)

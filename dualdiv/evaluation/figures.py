@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,9 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dualdiv.core.io import atomic_output  # noqa: E402
-from dualdiv.data.tiles import Tiles, load_tiles  # noqa: E402
-from dualdiv.evaluation.metrics import log_spectra  # noqa: E402
-from dualdiv.stages.sample import Samples, load_samples  # noqa: E402
+from dualdiv.data.samples import Samples  # noqa: E402
+from dualdiv.data.tiles import Tiles  # noqa: E402
+from dualdiv.estimators.features import log_spectra  # noqa: E402
 
 FIGURES = ("dual_histogram.png", "grid.png", "spectra.png", "walks.png")
 
@@ -107,17 +106,3 @@ def plot_walks(samples: Mapping[str, Samples], out: Path, max_walks: int = 12) -
     if shown:
         axis.legend(fontsize=6)
     _save(figure, out)
-
-
-def write_figures(tiles_path, dual_path, clusters_path, sample_paths: Mapping[str, str],
-                  out_dir: str | os.PathLike) -> list[Path]:
-    """Entry of rule ``figures``: every figure of one data set into ``out_dir``."""
-    out_dir = Path(out_dir)
-    tiles = load_tiles(tiles_path)
-    samples = {name: load_samples(path) for name, path in sample_paths.items()}
-    paths = [out_dir / name for name in FIGURES]
-    plot_dual_histogram(dual_path, clusters_path, paths[0])
-    plot_grid(tiles, samples, paths[1])
-    plot_spectra(tiles, {k: v for k, v in samples.items() if k not in ("copy", "marginals")}, paths[2])
-    plot_walks(samples, paths[3])
-    return paths

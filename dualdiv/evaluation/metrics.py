@@ -67,7 +67,6 @@ would send ρ to 0); their number is reported. Memorisation is DCR's job.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -83,7 +82,10 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.training import LoopSettings, descend, seeded, torch_threads
+from dualdiv.core.training import train as train_loop  # ``train`` names the training images here
 from dualdiv.estimators.divergence import dv_bound, dv_stderr
 from dualdiv.estimators.features import (  # noqa: F401  (metrics of these features)
     FeatureSpace,
@@ -108,20 +110,6 @@ DCR_GATE = 0.8  # DESIGN §8: memorisation gate, DCR ratio ≥ 0.8
 NEAR_COPY_QUANTILE = 0.05
 FEATURE_SETS = ("spectra", "correlation", "raw", "features", "combined")
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def _check_images(name: str, images, min_n: int = 2) -> np.ndarray:
-    x = np.asarray(images, dtype=np.float64)
-    if x.ndim != 3:
-        raise InputError(f"{name}: expected images (n, H, W), got shape {x.shape}")
-    if len(x) < min_n:
-        raise InputError(f"{name}: need at least {min_n} images, got {len(x)}")
-    if not np.isfinite(x).all():
-        raise InputError(f"{name}: contains NaN or infinite values")
-    return x
-
-
 # ----------------------------------------------------------------------------- neural DV
 
 
@@ -139,17 +127,6 @@ class _DVCritic(nn.Module):
         return self.lipschitz * self.net(x).squeeze(-1)
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one intra-op thread (restored afterwards): a tiny MLP only loses to thread overhead."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def heldout_dv(fit_a, fit_b, score_a, score_b, seed: int = 0, iterations: int = 300, hidden: int = 64,
                lr: float = 1e-2, lipschitz: float = 2.0) -> dict:
     """DV estimate of D(A‖B) in nats from a critic fitted on one pair of sample sets and scored on another.
@@ -163,16 +140,11 @@ def heldout_dv(fit_a, fit_b, score_a, score_b, seed: int = 0, iterations: int = 
     fa, fb, sa, sb = (as_tensor(v) for v in (fit_a, fit_b, score_a, score_b))
     if min(len(fa), len(fb)) < 1 or min(len(sa), len(sb)) < 2:
         raise InputError("held-out DV needs ≥ 1 fitting and ≥ 2 scoring samples on each side")
-    with torch.random.fork_rng(devices=[]), _one_thread():
-        torch.manual_seed(seed)
+    with seeded(seed), torch_threads(1):  # one thread: a tiny MLP only loses to thread overhead
         critic = _DVCritic(fa.shape[1], hidden, lipschitz)
         optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
-        for _ in range(iterations):
-            loss = -dv_bound(critic(fa), critic(fb))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        critic.eval()
+        train_loop(lambda: descend(optimizer, -dv_bound(critic(fa), critic(fb))), LoopSettings(iterations),
+                   model=critic)
         with torch.no_grad():
             va, vb = critic(sa).double().numpy(), critic(sb).double().numpy()
     return {"kl": float(dv_bound(va, vb)), "stderr": float(dv_stderr(va, vb))}
@@ -448,9 +420,9 @@ def _distribution_metrics(gen: np.ndarray, test: np.ndarray, train: np.ndarray, 
 
 
 def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_estimator) -> dict:
-    gen = _check_images("generated", generated)
-    test = _check_images("test", test, min_n=4)
-    train = _check_images("train", train, min_n=3)
+    gen = check_images(generated, "generated", dtype=np.float64)
+    test = check_images(test, "test", min_images=4, dtype=np.float64)
+    train = check_images(train, "train", min_images=3, dtype=np.float64)
     if not gen.shape[1:] == test.shape[1:] == train.shape[1:]:
         raise InputError(f"image shapes differ: generated {gen.shape[1:]}, test {test.shape[1:]}, "
                          f"train {train.shape[1:]}")

@@ -16,7 +16,8 @@ from dualdiv.generators.base import (
     known_keys,
     make_generator,
     resolve_key,
+    resolve_method,
 )
 
 __all__ = ["DEFAULT_VARIANT", "REGISTRY", "WALKS", "Generator", "generator_class", "known_keys", "make_generator",
-           "resolve_key"]
+           "resolve_key", "resolve_method"]

@@ -70,6 +70,18 @@ def resolve_key(key: str) -> str:
     return resolved
 
 
+def resolve_method(method: str, sample_config: dict) -> tuple[str, dict]:
+    """Registry key and constructor settings of ``method`` in a config's ``sample`` section
+    (``dualdiv`` → ``sample.default``, else :data:`DEFAULT_VARIANT`; settings from ``sample.settings[key]``)."""
+    key = sample_config.get("default", DEFAULT_VARIANT) if method == "dualdiv" else method
+    try:
+        key = resolve_key(key)
+    except ConfigError:
+        raise ConfigError(f"sample: unknown method {method!r}; known: {', '.join(known_keys())}") from None
+    settings = dict((sample_config.get("settings") or {}).get(key) or {})
+    return key, settings
+
+
 def generator_class(key: str) -> type[Generator]:
     """The class of generator ``key``, importing its module now."""
     module, name = REGISTRY[resolve_key(key)].split(":")

@@ -48,23 +48,13 @@ import scipy.signal
 import torch
 from sklearn.covariance import LedoitWolf
 
+from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError, InputError
 from dualdiv.generators.base import Generator, register
 
 __all__ = ["Base", "DenseGaussianBase", "FixedGaussian", "GaussianLW", "SpectralGaussian", "VARGaussian",
            "channel_means", "cross_periodogram", "fit_var", "select_var_order", "var_loading",
            "var_autocovariance"]
-
-
-def _check_images(images: np.ndarray, key: str, min_images: int = 2) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float64)
-    if images.ndim != 3:
-        raise InputError(f"{key}: expected images (n, H, W), got shape {images.shape}")
-    if len(images) < min_images:
-        raise InputError(f"{key}: needs at least {min_images} training images, got {len(images)}")
-    if not np.isfinite(images).all():
-        raise InputError(f"{key}: training images contain NaN or infinite values")
-    return images
 
 
 # --------------------------------------------------------------------------- the base interface
@@ -170,7 +160,7 @@ class SpectralGaussian(Base):
         self.n_mix = int(n_mix)
 
     def fit(self, images, seed=0):
-        images = _check_images(images, self.key)
+        images = check_images(images, self.key, dtype=np.float64)
         n, n_channels, n_time = images.shape
         if n_time < 4:
             raise InputError(f"{self.key}: needs series of ≥ 4 time points, got {n_time}")
@@ -297,7 +287,7 @@ class GaussianLW(Base):
     """
 
     def fit(self, images, seed=0):
-        images = _check_images(images, self.key)
+        images = check_images(images, self.key, dtype=np.float64)
         flat = images.reshape(len(images), -1)
         model = LedoitWolf(store_precision=False).fit(flat)
         self.shape_ = images.shape[1:]
@@ -458,7 +448,8 @@ class VARGaussian(DenseGaussianBase):
         self.order, self.max_order, self.folds, self.ridge = order, max_order, int(folds), float(ridge)
 
     def fit(self, images, seed=0):
-        images = _check_images(images, self.key, min_images=self.folds if self.order is None else 2)
+        images = check_images(images, self.key, min_images=self.folds if self.order is None else 2,
+                              dtype=np.float64)
         n, n_channels, n_time = images.shape
         means, residuals = channel_means(images)
         self.shape_ = (n_channels, n_time)

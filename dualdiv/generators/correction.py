@@ -37,7 +37,6 @@ against SIR 0.83 (benchmarks/GENERATION.md).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -48,6 +47,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.training import LoopSettings, descend, seeded, train
 from dualdiv.generators.base import Generator, make_generator, register
 from dualdiv.generators.bases import Base
 
@@ -203,41 +203,32 @@ def train_critic(base: Base, images: np.ndarray, settings: ResidualCriticSetting
     if settings.periodogram:
         bands = log_band_power(real_fit, settings.bands)
         band_mean, band_std = bands.mean(0), bands.std(0) + 1e-3
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.integers(2 ** 31)))
+    with seeded(int(rng.integers(2 ** 31))):  # initialisation (spectral-norm vectors) draws on the global RNG
         network = ResidualCritic(images.shape[1], settings, band_mean, band_std)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate,
-                                  weight_decay=settings.weight_decay)
-    fake_val = _base_images(base, settings.n_validation_base, rng)
-    best = (math.inf, 0, copy.deepcopy(network.state_dict()))
-    evaluations_without_gain, iteration = 0, 0
-    for iteration in range(1, settings.iterations + 1):
-        network.train()
-        real = real_fit[rng.integers(len(real_fit), size=settings.batch_size)]
-        fake = _base_images(base, settings.batch_size, rng)
-        loss = _loss(settings.loss, network(real), network(fake))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if iteration % settings.eval_every == 0 or iteration == settings.iterations:
-            network.eval()
-            with torch.no_grad():
-                held_out = float(_loss(settings.loss, network(real_val), network(fake_val)))
-            if held_out < best[0]:
-                best, evaluations_without_gain = (held_out, iteration, copy.deepcopy(network.state_dict())), 0
-            else:
-                evaluations_without_gain += 1
-                if evaluations_without_gain >= settings.patience:
-                    break
-    network.load_state_dict(best[2])
-    network.eval()
+        optimiser = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate,
+                                      weight_decay=settings.weight_decay)
+        fake_val = _base_images(base, settings.n_validation_base, rng)
+
+        def step():
+            real = real_fit[rng.integers(len(real_fit), size=settings.batch_size)]
+            fake = _base_images(base, settings.batch_size, rng)
+            return descend(optimiser, _loss(settings.loss, network(real), network(fake)))
+
+        def validate():
+            return float(_loss(settings.loss, network(real_val), network(fake_val)))
+
+        # a loss: lower is better; if no held-out loss is finite the untrained critic is kept
+        loop = LoopSettings(settings.iterations, eval_every=settings.eval_every, patience=settings.patience,
+                            higher_is_better=False, if_no_best="initial")
+        trained = train(step, loop, model=network, validate=validate)
     with torch.no_grad():
         auc = _auc(network(real_val).numpy(), network(fake_val).numpy())
         fresh = torch.cat([network(_base_images(base, 512, rng)) for _ in range(4)]).double()
     log_mean_exp = float(torch.logsumexp(fresh, 0) - math.log(len(fresh)))
     report = {"periodogram": settings.periodogram, "auc": auc, "auc_z": auc_z_score(auc, n_val, len(fake_val)),
               "log_mean_exp_g": log_mean_exp,
-              "best_iteration": best[1], "iterations_run": iteration, "validation_loss": best[0],
+              "best_iteration": trained.best_iteration, "iterations_run": trained.iterations,
+              "validation_loss": trained.best_value,
               "n_validation": n_val}
     return network, report
 

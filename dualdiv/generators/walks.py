@@ -24,38 +24,27 @@ critic pass per pixel sub-step (on a small window with the conv critic).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from dualdiv.core.errors import ConfigError, InputError
-from dualdiv.evaluation.metrics import closest_distances
+from dualdiv.core.errors import ConfigError
+from dualdiv.estimators.knn import closest_distances
 from dualdiv.generators.base import Generator, make_generator, register
 
 
-@dataclass
-class DualContext:
-    """What a walk needs from the earlier stages.
+def distance_threshold(test: np.ndarray | None, train: np.ndarray, quantile: float = 0.05) -> float:
+    """The ``quantile`` of held-out real images' distances to their closest training image.
 
-    F: the differentiable dual function (``dualdiv.stages.path.DualFunction``), images (B, H, W) → (B,).
-    train_F: (n_train,) F of the training images (aligned with the images given to ``fit``).
-    boundaries: kept cut values in F (clusters.json), ascending.
-    lo, hi: the dual window (dual.h5 attributes).
-    novelty_threshold: minimum distance to the closest training image of an accepted sample.
+    Without held-out images (``test`` None), each training image's distance to its closest
+    other training image stands in for them.
     """
-
-    F: torch.nn.Module
-    train_F: np.ndarray
-    boundaries: list[float]
-    lo: float
-    hi: float
-    novelty_threshold: float
-
-
-def novelty_threshold(test: np.ndarray, train: np.ndarray, quantile: float = 0.05) -> float:
-    """The ``quantile`` of held-out real images' distances to their closest training image."""
-    return float(np.quantile(closest_distances(test, train), quantile))
+    train = np.asarray(train, dtype=np.float32)
+    if test is not None:
+        return float(np.quantile(closest_distances(test, train), quantile))
+    flat = train.reshape(len(train), -1).astype(np.float64)
+    squared = (flat * flat).sum(1)[:, None] + (flat * flat).sum(1)[None, :] - 2 * flat @ flat.T
+    np.fill_diagonal(squared, np.inf)
+    return float(np.quantile(np.sqrt(np.maximum(squared.min(axis=1), 0)), quantile))
 
 
 def walk(F: torch.nn.Module, x0: np.ndarray, targets: np.ndarray, step_size: float = 1.0, noise: float = 0.0,
@@ -105,23 +94,33 @@ def value_and_grad(F: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 class _Walk(Generator):
-    """Shared fit/accept logic of the two walks; subclasses choose starts and targets."""
+    """Shared fit/accept logic of the two walks; subclasses choose starts and targets.
 
-    def __init__(self, context: DualContext | None = None, step_size: float = 1.0, noise: float = 0.01,
-                 tolerance: float = 0.5, max_steps: int = 30, max_rounds: int = 4):
-        self.context = context
+    ``fit(images, seed, space=..., boundaries=..., novelty_threshold=...)`` takes the fitted
+    :class:`~dualdiv.estimators.dualspace.DualSpace` of the same images (its F and dual
+    window), the kept cluster cuts in F (default: ``space.localize(images)``) and the
+    novelty threshold (default: from the training images alone, :func:`distance_threshold`).
+    """
+
+    def __init__(self, step_size: float = 1.0, noise: float = 0.01, tolerance: float = 0.5, max_steps: int = 20,
+                 max_rounds: int = 2):
         self.step_size, self.noise, self.tolerance = step_size, noise, tolerance
         self.max_steps, self.max_rounds = max_steps, max_rounds
 
-    def settings(self) -> dict:
-        return {k: v for k, v in super().settings().items() if k != "context"}
-
-    def fit(self, images, seed=0):
-        if self.context is None:
-            raise ConfigError(f"{self.key}: needs the dual context (F, clusters, window) of a finished path")
+    def fit(self, images, seed=0, *, space=None, boundaries: list[float] | None = None,
+            novelty_threshold: float | None = None):
+        if space is None or not hasattr(space, "plan_"):
+            raise ConfigError(f"{self.key}: fit needs space=, the fitted DualSpace of these images")
         self.train_ = np.asarray(images, dtype=np.float32)
-        if len(self.context.train_F) != len(self.train_):
-            raise InputError(f"{self.key}: {len(self.context.train_F)} dual values for {len(self.train_)} images")
+        fitted_here = space.fit_F_ is not None and len(space.fit_F_) == len(self.train_)
+        self.train_F_ = space.fit_F_ if fitted_here else space.transform(self.train_)
+        if space.lo_ is None:
+            raise ConfigError(f"{self.key}: the DualSpace has no dual window (fitted with n_reference=0)")
+        self.F_, self.lo_, self.hi_ = space.dual_function(), space.lo_, space.hi_
+        self.boundaries_ = (list(boundaries) if boundaries is not None
+                            else space.localize(self.train_, F=self.train_F_)["boundaries"])
+        self.novelty_threshold_ = (float(novelty_threshold) if novelty_threshold is not None
+                                   else distance_threshold(None, self.train_))
         # per-channel data range: walks never leave it
         self.bounds_ = (self.train_.min(axis=(0, 2))[:, None], self.train_.max(axis=(0, 2))[:, None])
         return self
@@ -130,26 +129,25 @@ class _Walk(Generator):
         raise NotImplementedError
 
     def _sample(self, n, rng):
-        context = self.context
         accepted, rejected = [], []
         for round_ in range(self.max_rounds):
             need = n - len(accepted)
             if need <= 0:
                 break
             x0, targets, starts = self._starts(need, rng)
-            x, value, steps, trajectory = walk(context.F, x0, targets, self.step_size, self.noise, self.tolerance,
+            x, value, steps, trajectory = walk(self.F_, x0, targets, self.step_size, self.noise, self.tolerance,
                                                self.max_steps, self.bounds_, int(rng.integers(2**31)))
             distance = closest_distances(x, self.train_)
             for i in range(len(x)):
-                reason = ("outside_window" if not context.lo < value[i] <= context.hi
-                          else "near_copy" if distance[i] <= context.novelty_threshold else None)
+                reason = ("outside_window" if not self.lo_ < value[i] <= self.hi_
+                          else "near_copy" if distance[i] <= self.novelty_threshold_ else None)
                 record = {**starts[i], "variant": self.key, "target": float(targets[i]), "F": float(value[i]),
                           "steps": int(steps[i]), "distance_to_train": float(distance[i]), "round": round_,
                           "accepted": reason is None, "rejected_because": reason,
                           "trajectory": [round(v, 4) for v in trajectory[i]]}
                 (accepted if reason is None else rejected).append((x[i], record))
         # too few accepted within the budget: fill with the rejected closest to the window, flagged
-        rejected.sort(key=lambda item: abs(item[1]["F"] - np.clip(item[1]["F"], context.lo, context.hi)))
+        rejected.sort(key=lambda item: abs(item[1]["F"] - np.clip(item[1]["F"], self.lo_, self.hi_)))
         chosen = (accepted + rejected)[:n]
         return np.stack([image for image, _ in chosen]), [record for _, record in chosen]
 
@@ -162,21 +160,20 @@ class GapWalk(_Walk):
     "interpolation" (midpoint-ish convex combination of a neighbour pair across it).
     """
 
-    def __init__(self, context=None, start: str = "interpolation", neighbours: int = 5, n_holes: int = 3, **walk):
-        super().__init__(context, **walk)
+    def __init__(self, start: str = "interpolation", neighbours: int = 5, n_holes: int = 3, **walk):
+        super().__init__(**walk)
         if start not in ("image", "interpolation"):
             raise ConfigError(f"dualdiv_walk.start: must be 'image' or 'interpolation', got {start!r}")
         self.start, self.neighbours, self.n_holes = start, neighbours, n_holes
 
-    def fit(self, images, seed=0):
-        super().fit(images, seed)
-        self.gaps_ = gap_intervals(self.context.train_F, self.context.boundaries, self.context.lo,
-                                   self.context.hi, self.n_holes)
+    def fit(self, images, seed=0, **dual):
+        super().fit(images, seed, **dual)
+        self.gaps_ = gap_intervals(self.train_F_, self.boundaries_, self.lo_, self.hi_, self.n_holes)
         return self
 
     def _starts(self, n, rng):
-        order = np.argsort(self.context.train_F, kind="stable")
-        sorted_F = self.context.train_F[order]
+        order = np.argsort(self.train_F_, kind="stable")
+        sorted_F = self.train_F_[order]
         x0, targets, starts = [], [], []
         for _ in range(n):
             low, high = self.gaps_[rng.integers(len(self.gaps_))]
@@ -224,16 +221,16 @@ def gap_intervals(train_F: np.ndarray, boundaries: list[float], lo: float, hi: f
 class BaseWalk(_Walk):
     """Base samples walked along ∇F toward the dual value of a random training image."""
 
-    def __init__(self, context=None, base: str = "spectral", **walk):
-        super().__init__(context, **walk)
+    def __init__(self, base: str = "spectral", **walk):
+        super().__init__(**walk)
         self.base = base
 
-    def fit(self, images, seed=0):
-        super().fit(images, seed)
+    def fit(self, images, seed=0, **dual):
+        super().fit(images, seed, **dual)
         self.base_ = make_generator(self.base).fit(images, seed)
         return self
 
     def _starts(self, n, rng):
         x0, base_records = self.base_.sample(n, int(rng.integers(2**31)))
-        targets = rng.choice(self.context.train_F, size=n)
+        targets = rng.choice(self.train_F_, size=n)
         return x0, targets, [{"start": f"base:{self.base}", **r} for r in base_records]

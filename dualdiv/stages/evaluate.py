@@ -24,10 +24,10 @@ import numpy as np
 
 from dualdiv.core.errors import InputError
 from dualdiv.core.io import atomic_output, provenance, sha256_file
+from dualdiv.data.samples import load_samples
 from dualdiv.data.tiles import load_tiles
 from dualdiv.estimators.path import StepSettings, estimate_tc
 from dualdiv.evaluation.metrics import EvalSettings, evaluate, reliability, tc_fields
-from dualdiv.stages.sample import load_samples
 
 REFERENCES = ("copy", "interpolate", "marginals")
 

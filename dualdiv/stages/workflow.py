@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dualdiv.core.errors import ConfigError, DualdivError
-from dualdiv.data.datasets import resolve_path
+from dualdiv.data.packages import resolve_path
 
 # Stages whose settings also carry the global seed (their outputs are random).
 _SEEDED_STAGES = {"tile", "estimate", "localize", "sample", "evaluate"}
@@ -43,7 +43,7 @@ def selected_datasets(config: Mapping[str, Any]) -> dict[str, dict]:
     embedded set under ``default_datasets`` means a user's config that names its
     own data sets runs exactly those. Each entry gains ``files`` (list of paths; a
     ``package:<package>/<file>`` path is resolved to the installed file, see
-    :func:`dualdiv.data.datasets.resolve_path`).
+    :func:`dualdiv.data.packages.resolve_path`).
     """
     chosen = config.get("datasets") or config.get("default_datasets") or {}
     selected = {}

@@ -20,9 +20,11 @@ import xarray as xr
 from conftest import ROOT, ts_text
 
 from dualdiv.core.errors import InputError
-from dualdiv.data.ingest import IngestSettings, ingest
-from dualdiv.data.tiles import Tiles, TileSettings, tile
+from dualdiv.data.ingest import IngestSettings
+from dualdiv.data.tiles import Tiles, TileSettings
 from dualdiv.estimators.path import StepSettings
+from dualdiv.stages.ingest import ingest
+from dualdiv.stages.tile import tile
 
 READABLE = IngestSettings(min_samples=1)
 FORMATS = ("ts", "csv", "npy", "npz", "nc")

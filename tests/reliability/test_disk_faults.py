@@ -13,10 +13,11 @@ from reliability_support import leftovers, tiny_tiles
 import dualdiv.core.io
 from dualdiv.cli import main
 from dualdiv.core.errors import OutputError
-from dualdiv.data.ingest import IngestSettings, ingest
-from dualdiv.data.tiles import tile
+from dualdiv.data.ingest import IngestSettings
+from dualdiv.stages.ingest import ingest
 from dualdiv.stages.path import write_plan
 from dualdiv.stages.sample import write_samples
+from dualdiv.stages.tile import tile
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_support import FORMATS, ingest_outcome, write_valid
 
-import dualdiv.data.ingest
+import dualdiv.data.readers.common
 
 # The same examples every run (reproducible CI); a deeper search raises max_examples (1500 a test passed).
 FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
@@ -195,7 +195,7 @@ def test_huge_npz_member_is_refused(tmp_path):
 
 def test_npz_larger_than_free_memory_is_refused_before_reading(tmp_path, monkeypatch):
     path = write_valid(tmp_path / "x.npz", "npz", np.zeros((2, 2, 3)))
-    monkeypatch.setattr(dualdiv.data.ingest, "available_memory", lambda: 100)  # a zip bomb's view of memory
+    monkeypatch.setattr(dualdiv.data.readers.common, "available_memory", lambda: 100)  # a zip bomb's view of memory
     assert "more than the 0.0 GiB of memory available" in str(ingest_outcome(path, tmp_path / "raw.nc"))
 
 

@@ -1,15 +1,28 @@
 # Helpers shared by the rules: which data sets run, their merged settings, code hashes.
 import json
 import re
+from pathlib import Path
 
-from dualdiv.evaluation.figures import FIGURES
-from dualdiv.stages.sample import WALKS, resolve_method
-from dualdiv.stages.workflow import dataset_settings, selected_datasets, step_settings
 from dualdiv.core.io import code_hash
+from dualdiv.evaluation.figures import FIGURES
+from dualdiv.generators import REGISTRY, WALKS, resolve_method
+from dualdiv.stages.workflow import dataset_settings, selected_datasets, step_settings
 
 DATASETS = selected_datasets(config)
 RESULTS = config["results"]
 
+
+
+def script_code(script):
+    """Hash of every dualdiv module workflow/scripts/{script}.py imports (a param: editing one reruns the rule)."""
+    return code_hash(str(Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py"))
+
+
+def generator_code(wildcards):
+    """The sample script's code hash plus the module of the wildcard's generator (imported by key)."""
+    key, _ = resolve_method(wildcards.method, dataset_settings(config, wildcards.dataset, "sample"))
+    generator_module = f"dualdiv.generators.{REGISTRY[key].split(':')[0]}"
+    return code_hash(str(Path(workflow.basedir) / "workflow" / "scripts" / "sample.py"), generator_module)
 
 
 def settings(stage):
@@ -38,13 +51,12 @@ def path_files(dataset, suffix):
 
 
 def sample_inputs(wildcards):
-    """Inputs of the sample rule — the tiles, plus the finished path and clusters for the walks (they use F)."""
+    """Inputs of the sample rule — the tiles, plus the fitted dual space and clusters for the walks (they use F)."""
     base = f"{RESULTS}/{wildcards.dataset}"
     key, _ = resolve_method(wildcards.method, dataset_settings(config, wildcards.dataset, "sample"))
     if key not in WALKS:
         return {"tiles": f"{base}/tiles.h5"}
-    return {"tiles": f"{base}/tiles.h5", "dual": f"{base}/dual.h5", "clusters": f"{base}/clusters.json",
-            "plan": f"{base}/path/plan.json", "critics": path_files(wildcards.dataset, "pt")}
+    return {"tiles": f"{base}/tiles.h5", "space": f"{base}/dualspace", "clusters": f"{base}/clusters.json"}
 
 
 def tc_inputs(wildcards):

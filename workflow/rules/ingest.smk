@@ -6,7 +6,7 @@ rule ingest:
         f"{RESULTS}/{{dataset}}/raw.nc",
     params:
         settings=settings("ingest"),
-        code=code_hash("ingest", "datasets", "io", "errors"),
+        code=script_code("ingest"),
     log:
         "logs/{dataset}/ingest.log",
     conda:

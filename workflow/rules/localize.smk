@@ -7,7 +7,7 @@ rule localize:
         f"{RESULTS}/{{dataset}}/clusters.json",
     params:
         settings=settings("localize"),
-        code=code_hash("clusters", "io", "errors", "tiling"),
+        code=script_code("localize"),
     log:
         "logs/{dataset}/localize.log",
     conda:

@@ -9,7 +9,7 @@ rule path_plan:
         f"{RESULTS}/{{dataset}}/path/plan.json",
     params:
         plan=lambda wc: plan_settings(wc.dataset),
-        code=code_hash("dual", "path", "io", "errors", "tiling"),
+        code=script_code("path_plan"),
     log:
         "logs/{dataset}/path_plan.log",
     conda:
@@ -30,7 +30,7 @@ rule path_step:
         training=lambda wc: json.dumps(step_settings(config, wc.dataset, int(wc.step)), sort_keys=True),
         seed=config["seed"],
         device=config["device"],
-        code=code_hash("dual", "path", "critics", "divergence", "io", "errors", "tiling"),
+        code=script_code("path_step"),
     log:
         "logs/{dataset}/path_step_{step}.log",
     benchmark:
@@ -47,7 +47,8 @@ rule path_step:
 
 
 rule dual:
-    """All steps → dual.h5 (F = Σ_k f_k for every image and reference sample) + divergence.json."""
+    """All steps → the fitted DualSpace (dualspace/), dual.h5 (F = Σ_k f_k of every image and reference
+    sample) and divergence.json."""
     input:
         tiles=f"{RESULTS}/{{dataset}}/tiles.h5",
         plan=f"{RESULTS}/{{dataset}}/path/plan.json",
@@ -56,11 +57,12 @@ rule dual:
     output:
         dual=f"{RESULTS}/{{dataset}}/dual.h5",
         divergence=f"{RESULTS}/{{dataset}}/divergence.json",
+        space=directory(f"{RESULTS}/{{dataset}}/dualspace"),
     params:
-        n_reference=lambda wc: dataset_settings(config, wc.dataset, "estimate")["n_reference"],
+        estimate=settings("estimate"),
         seed=config["seed"],
         device=config["device"],
-        code=code_hash("dual", "path", "critics", "divergence", "io", "errors", "tiling"),
+        code=script_code("dual"),
     log:
         "logs/{dataset}/dual.log",
     conda:

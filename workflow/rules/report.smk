@@ -12,7 +12,7 @@ rule figures:
         ],
     params:
         methods=lambda wc: methods(wc.dataset),
-        code=code_hash("figures", "samples", "tiling", "io"),
+        code=script_code("figures"),
     log:
         "logs/{dataset}/figures.log",
     conda:
@@ -31,7 +31,7 @@ rule evaluate:
         f"{RESULTS}/{{dataset}}/eval/{{method}}.json",
     params:
         seed=config["seed"],
-        code=code_hash("evaluation", "metrics", "samples", "tiling", "io"),
+        code=script_code("evaluate"),
     log:
         "logs/{dataset}/evaluate_{method}.log",
     benchmark:
@@ -56,7 +56,7 @@ rule total_correlation:
     params:
         evaluate=settings("evaluate"),
         device=config["device"],
-        code=code_hash("evaluation", "path", "critics", "divergence", "samples", "tiling", "io"),
+        code=script_code("total_correlation"),
     log:
         "logs/{dataset}/total_correlation_{method}.log",
     benchmark:
@@ -78,7 +78,7 @@ rule summary:
     output:
         report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="summary"),
     params:
-        code=code_hash("evaluation", "metrics"),
+        code=script_code("summary"),
     log:
         "logs/summary.log",
     conda:

@@ -13,8 +13,7 @@ rule sample:
     params:
         sample=lambda wc: json.dumps(dataset_settings(config, wc.dataset, "sample"), sort_keys=True),
         device=config["device"],
-        code=code_hash("samples", "generators", "bases", "correction", "sampling", "dual", "path", "critics",
-                       "io", "errors", "tiling"),
+        code=generator_code,
     log:
         "logs/{dataset}/sample_{method}.log",
     benchmark:
@@ -40,7 +39,7 @@ rule baseline:
     params:
         sample=lambda wc: json.dumps(dataset_settings(config, wc.dataset, "sample"), sort_keys=True),
         device=config["device"],
-        code=code_hash("samples", "generators", "bases", "baselines", "io", "errors", "tiling"),
+        code=generator_code,
     log:
         "logs/{dataset}/baseline_{method}.log",
     benchmark:

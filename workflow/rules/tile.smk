@@ -6,7 +6,7 @@ rule tile:
         f"{RESULTS}/{{dataset}}/tiles.h5",
     params:
         settings=settings("tile"),
-        code=code_hash("tiling", "io", "errors"),
+        code=script_code("tile"),
     log:
         "logs/{dataset}/tile.log",
     conda:

@@ -1,7 +1,7 @@
 """Rule figures: tiles, dual.h5, clusters.json, samples/*.h5 → figures/*.png."""
 from pathlib import Path
 
-from dualdiv.evaluation.figures import write_figures
+from dualdiv.stages.figures import write_figures
 from dualdiv.stages.workflow import run_script
 
 

@@ -1,7 +1,8 @@
 """Rule ingest: snakemake.input (raw files) → snakemake.output[0] (raw.nc)."""
 import json
 
-from dualdiv.data.ingest import IngestSettings, ingest
+from dualdiv.data.ingest import IngestSettings
+from dualdiv.stages.ingest import ingest
 from dualdiv.stages.workflow import run_script
 
 

@@ -1,7 +1,8 @@
 """Rule localize: dual.h5 + tiles.h5 → clusters.json."""
 import json
 
-from dualdiv.estimators.clusters import ClusterSettings, write_clusters
+from dualdiv.estimators.clusters import ClusterSettings
+from dualdiv.stages.localize import write_clusters
 from dualdiv.stages.workflow import run_script
 
 

@@ -1,7 +1,8 @@
 """Rule tile: snakemake.input[0] (raw.nc) → snakemake.output[0] (tiles.h5)."""
 import json
 
-from dualdiv.data.tiles import TileSettings, tile
+from dualdiv.data.tiles import TileSettings
+from dualdiv.stages.tile import tile
 from dualdiv.stages.workflow import run_script
 
 

@@ -1,0 +1,113 @@
+"""What every reader returns (:class:`RawSeries`) and the checks several readers share.
+
+Imports only :mod:`dualdiv.core` and NumPy (pandas inside the table helpers), so a
+reader module that uses it stays as light as its own format needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dualdiv.core.errors import InputError
+from dualdiv.core.io import available_memory
+
+
+@dataclass
+class RawSeries:
+    """What one reader returns: possibly ragged series of one file.
+
+    series: one ``(channels, time)`` float64 array per sample (lengths may differ
+        until the length policy is applied; channels are lists when ragged), or one
+        ``(n, channels, time)`` array when the reader has the data whole (ingest then
+        copies nothing).
+    """
+
+    path: Path
+    series: list[list[np.ndarray]] | np.ndarray
+    labels: list[str] | None = None
+    channel_names: list[str] | None = None
+    sampling_rate: float | None = None
+    units: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def _raw_series(path: Path, series: np.ndarray, **metadata) -> RawSeries:
+    """Wrap ``series`` ``(n, channels, time)`` as a :class:`RawSeries` of one list of channels per sample."""
+    return RawSeries(path, [list(sample) for sample in series], **metadata)
+
+
+# ------------------------------------------------------------------ arrays (npy/npz, NetCDF/HDF5)
+
+def _numeric_array(array: np.ndarray, path: Path, what: str) -> np.ndarray:
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: {what} has dtype {array.dtype}; expected real numbers")
+    if array.ndim == 2:
+        array = array[:, None, :]
+    if array.ndim != 3:
+        raise InputError(f"{path}: {what} has shape {array.shape}; expected (n, channels, time) "
+                         "or (n, time)")
+    return array.astype(np.float64, copy=False)
+
+
+def _sampling_rate(value, path: Path) -> float:
+    """A sampling rate stored in a file: one positive finite number, else an InputError."""
+    try:
+        rate = float(np.asarray(value).item())
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: sampling_rate must be one number, got {str(value)[:40]!r}") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise InputError(f"{path}: sampling_rate must be a positive number of Hz, got {rate}")
+    return rate
+
+
+def _check_fits_in_memory(path: Path, n_bytes: int) -> None:
+    """Refuse a file whose declared contents exceed the free memory before anything is allocated."""
+    available = available_memory()
+    if n_bytes > available:
+        raise InputError(f"{path}: declares {n_bytes / 2**30:.1f} GiB of data, more than the "
+                         f"{available / 2**30:.1f} GiB of memory available (corrupt header or wrong file?)")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# ------------------------------------------------------------------ tables of the benchmark CSVs
+
+def _read_table(path: Path, required: tuple[str, ...], skip_rows: int = 0):
+    """A CSV table with the ``required`` columns as text (pandas DataFrame); header on line ``skip_rows + 1``."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, skiprows=skip_rows, dtype=str, keep_default_na=False, encoding="utf-8",
+                            skipinitialspace=True)  # text as written: a bad cell is quoted in the error
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text: is this the right file?") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable CSV table: {str(exc).splitlines()[0]}") from None
+    missing = [name for name in required if name not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(map(repr, missing))} on line {skip_rows + 1}; "
+                         f"found {', '.join(map(str, table.columns[:8]))}")
+    if table.empty:
+        raise InputError(f"{path}: no data rows")
+    return table
+
+
+def _numbers(table, columns: tuple[str, ...], path: Path, first_line: int) -> np.ndarray:
+    """``columns`` of a text table as float64 ``(rows, len(columns))``; line numbers start at ``first_line``."""
+    import pandas as pd
+
+    values = np.empty((len(table), len(columns)))
+    for c, name in enumerate(columns):
+        numeric = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(numeric))
+        if len(bad):
+            raise InputError(f"{path}:{bad[0] + first_line}: column {name!r}: {table[name].iloc[bad[0]]!r} "
+                             "is not a finite number")
+        values[:, c] = numeric
+    return values

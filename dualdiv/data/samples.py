@@ -1,0 +1,65 @@
+"""The sample file ``samples/{method}.h5``: generated images with their provenance.
+
+``/images`` float32 ``(n, H, W)`` in the normalised units of ``tiles.h5``;
+``/images_physical`` float32 in the data's units; ``/provenance`` one JSON record per
+sample (for the walks: start, target, steps, accepted or why not; for the correction:
+weight/ESS or MALA acceptance); attributes ``method``, ``generator`` (the registry key
+used), ``settings`` (JSON), ``seed``, ``channel_names``, ``units`` and the stage provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from dualdiv.core.errors import InputError
+from dualdiv.core.io import atomic_output
+
+
+@dataclass
+class Samples:
+    """Contents of a ``samples/{method}.h5`` file."""
+
+    images: np.ndarray  # (n, H, W) float32, normalised units
+    images_physical: np.ndarray  # (n, H, W) float32, data units
+    records: list[dict]
+    method: str
+    generator: str
+    settings: dict
+    seed: int
+
+
+def write_samples_file(out: str | os.PathLike, samples: Samples, channel_names: list[str], units: str,
+                       provenance: dict) -> None:
+    """Write ``samples`` to ``out`` atomically (bit-reproducible: no HDF5 time stamps)."""
+    with atomic_output(out) as tmp, h5py.File(tmp, "w") as handle:
+        chunks = (1, *samples.images.shape[1:])
+        for name, data in (("images", samples.images), ("images_physical", samples.images_physical)):
+            handle.create_dataset(name, data=data, chunks=chunks, compression="gzip", track_times=False)
+        handle.create_dataset("provenance", data=[json.dumps(r, sort_keys=True) for r in samples.records],
+                              dtype=h5py.string_dtype(), track_times=False)
+        handle.attrs["method"], handle.attrs["generator"] = samples.method, samples.generator
+        handle.attrs["seed"] = samples.seed
+        handle.attrs["settings"] = json.dumps(samples.settings, sort_keys=True, default=str)
+        handle.attrs["channel_names"] = json.dumps(channel_names)
+        handle.attrs["units"] = units
+        handle.attrs["provenance"] = json.dumps(provenance)
+
+
+def load_samples(path: str | os.PathLike) -> Samples:
+    """Read and check a ``samples/{method}.h5`` file."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such samples file; run its sample stage first")
+    try:
+        with h5py.File(path, "r") as handle:
+            return Samples(images=handle["images"][()], images_physical=handle["images_physical"][()],
+                           records=[json.loads(r) for r in handle["provenance"].asstr()[()]],
+                           method=str(handle.attrs["method"]), generator=str(handle.attrs["generator"]),
+                           settings=json.loads(handle.attrs["settings"]), seed=int(handle.attrs["seed"]))
+    except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, ValueError... for corrupt files
+        raise InputError(f"{path}: cannot read samples file (corrupt or truncated? rerun its stage): "
+                         f"{str(exc).splitlines()[0]}") from None

@@ -1,0 +1,360 @@
+"""The paper's dual divergence space as one scikit-learn-shaped estimator (Garg et al., arXiv 2404.07377).
+
+``DualSpace().fit(images)`` estimates the total correlation TC = D(P‖Q) of the images
+(P the data, Q the product of its marginals) along the dependency-diffusion path of
+:mod:`dualdiv.estimators.path` — K path steps, one DV critic f_k each — and keeps the
+trained critics. Their sum is the dual coordinate
+
+    F(x) = Σ_k f_k(x) = log p(x)/q(x) + const,
+
+which embeds every image in one dimension: :meth:`DualSpace.transform` gives F,
+:meth:`~DualSpace.step_values` the per-step f_k, :meth:`~DualSpace.gradient` ∇F,
+:meth:`~DualSpace.localize` the clusters along F (:mod:`dualdiv.estimators.clusters`).
+The dual window [lo, hi] is where the data live on that axis: ``lo_`` the
+:data:`LO_QUANTILE` quantile of F on product-of-marginals samples of the fitted
+images, ``hi_`` the largest F of a fitted image.
+
+The pipeline runs each path step as its own job (``train_step``) and assembles the
+pieces with :meth:`DualSpace.assemble`; :meth:`DualSpace.fit` does the same in one
+process. :meth:`~DualSpace.save` / :meth:`DualSpace.load` round-trip a fitted space
+through a folder (``dualspace.json`` + ``critics.pt``) with identical F. All
+divergences are in nats; images are ``(n, H, W)`` float32 (H = channels, W = time),
+or ``(n, d)`` vectors treated as ``(n, 1, d)`` images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dualdiv.core.errors import ConfigError, InputError, OutputError
+from dualdiv.estimators.clusters import ClusterSettings, find_clusters
+from dualdiv.estimators.divergence import sample_marginals
+from dualdiv.estimators.path import (
+    StepSettings,
+    check_plan,
+    combine_steps,
+    load_critic,
+    make_plan,
+    pixel_rank,
+    step_values,
+    substep_bounds,
+    summed_substep_values,
+    train_step,
+)
+
+# Quantile of F on reference (product-of-marginals) samples used as the lower end of the dual window.
+LO_QUANTILE = 0.99
+_FORMAT = "dualdiv.DualSpace/1"
+
+
+class DualFunction(torch.nn.Module):
+    """F(x) = Σ_k Σ_{j ∈ B_k} f_k(x; sub-step j) and its gradient, as a torch module.
+
+    plan: the path plan; states: the step critics' states in step order 1..K.
+    forward: x (B, H, W) → (B,) in x's dtype. value_and_grad: (F(x), ∇F(x)) without keeping
+    the whole graph. Cost: one critic pass per pixel sub-step, on a window around the pixel
+    for the conv critic (:meth:`dualdiv.estimators.critics.ConvCritic.substep_values`).
+    """
+
+    def __init__(self, plan: dict, states: Sequence[dict], device: str = "auto"):
+        super().__init__()
+        self.shape = tuple(plan["shape"])
+        self.critics = torch.nn.ModuleList(load_critic(state, device) for state in states)
+        for critic in self.critics:
+            critic.requires_grad_(False)
+        self.register_buffer("rank", pixel_rank(plan).to(self.device))
+        self.bounds = [substep_bounds(plan, k) for k in range(1, len(states) + 1)]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.critics[0].parameters()).device
+
+    def _summed(self, x: torch.Tensor, gradient: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        flat = x.reshape(len(x), -1).to(self.device)  # (B, P)
+        value, grad = torch.zeros(len(x), dtype=torch.float64, device=self.device), None
+        for critic, bounds in zip(self.critics, self.bounds, strict=True):
+            step_value, step_grad = summed_substep_values(critic, flat, self.rank, bounds, self.shape, gradient)
+            value = value + step_value
+            grad = step_grad if grad is None else grad + step_grad
+        return value.to(x.dtype), None if grad is None else grad.reshape(x.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._summed(x, gradient=False)[0]
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F(x) (B,), ∇F(x) (B, H, W)) for images x (B, H, W)."""
+        return self._summed(x, gradient=True)
+
+
+class DualSpace:
+    """Total correlation along a dependency-diffusion path, and the dual coordinate F of its critics.
+
+    Settings (the pipeline's ``estimate`` section; the defaults are the pipeline's):
+    n_blocks: K path steps (blocks of pixels permuted in turn; 1 ≤ K ≤ H·W).
+    order: pixel order of the path: "time" (column strips, the default), "channel",
+        "patch", "random" (:func:`dualdiv.estimators.path.make_plan`).
+    substeps: "pixel" (each step telescopes over single pixels) or "block".
+    training: :class:`~dualdiv.estimators.path.StepSettings` (or a dict of its fields) of
+        every step's critic; critic kind "auto" is an MLP for ``(n, d)`` vectors, else conv.
+    steps: per-step overrides of ``training``, e.g. ``{"3": {"max_iterations": 400}}``.
+    n_reference: product-of-marginals samples scored by F for ``lo_``; 0 skips the dual
+        window (``lo_``/``hi_`` None; an estimate of TC only).
+    standardise: z-score every pixel across the fitted images first (TC is invariant;
+        the pipeline's tiles are already z-scored per channel, so it is off there).
+    seed: seeds the plan, every step and the reference samples.
+    device: "auto" (CUDA when available), "cpu", "cuda", ...; progress: tqdm bar per step.
+
+    Fitted attributes: ``plan_`` (dict), ``critic_states_`` (one state dict per step),
+    ``critics_`` (the critics as eval-mode modules), ``steps_`` (per-step records: D,
+    stderr, iterations, curve, ...), ``tc_`` and ``tc_stderr_`` (nats), ``min_ess_``,
+    ``fit_F_`` (F of the fitted images, (n,)), ``reference_F_`` (n_reference,) and
+    ``reference_steps_`` (n_reference, K) on the product-of-marginals samples, ``lo_``,
+    ``hi_``, ``shape_`` ((H, W)), ``pixel_mean_``/``pixel_std_`` (with ``standardise``).
+    """
+
+    def __init__(self, n_blocks: int = 4, order: str = "time", substeps: str = "pixel",
+                 training: StepSettings | Mapping | None = None, steps: Mapping | None = None,
+                 n_reference: int = 500, standardise: bool = False, seed: int = 0, device: str = "auto",
+                 progress: bool = False):
+        self.n_blocks, self.order, self.substeps = n_blocks, order, substeps
+        self.training, self.steps = training, steps
+        self.n_reference, self.standardise, self.seed = n_reference, standardise, seed
+        self.device, self.progress = device, progress
+
+    # ------------------------------------------------------------------ settings
+
+    @classmethod
+    def from_config(cls, estimate: Mapping, seed: int = 0, device: str = "auto", **extra) -> DualSpace:
+        """The space of a config's ``estimate`` section (keys n_blocks, order, substeps, n_reference,
+        training, steps; others are ignored)."""
+        keys = ("n_blocks", "order", "substeps", "n_reference", "training", "steps")
+        return cls(**{k: estimate[k] for k in keys if k in estimate}, seed=seed, device=device, **extra)
+
+    def get_params(self) -> dict:
+        """Constructor settings, JSON-serialisable (``training`` as a dict)."""
+        training = self.training
+        if isinstance(training, StepSettings):
+            training = asdict(training)
+        return {"n_blocks": self.n_blocks, "order": self.order, "substeps": self.substeps,
+                "training": dict(training) if training is not None else None,
+                "steps": {str(k): dict(v) for k, v in (self.steps or {}).items()},
+                "n_reference": self.n_reference, "standardise": self.standardise, "seed": self.seed,
+                "device": self.device, "progress": self.progress}
+
+    def step_settings(self, step: int, vectors: bool = False) -> StepSettings:
+        """Training settings of path step ``step``: ``training`` updated by ``steps[step]``; "auto" resolved."""
+        base = self.training if isinstance(self.training, StepSettings) else StepSettings(**(self.training or {}))
+        override = dict((self.steps or {}).get(str(step)) or (self.steps or {}).get(step) or {})
+        if override:
+            merged = asdict(base)
+            critic = override.pop("critic", None)
+            if critic:
+                merged["critic"] = {**merged["critic"], **critic}
+            base = StepSettings(**{**merged, **override})
+        if base.critic.kind == "auto":
+            base = replace(base, critic=replace(base.critic, kind="mlp" if vectors else "conv"))
+        return base
+
+    # ------------------------------------------------------------------ fitting
+
+    def _as_images(self, images, fitting: bool) -> np.ndarray:
+        """Images (n, H, W) float32 as the critics see them (vectors as one-row images, standardised)."""
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim not in (2, 3):
+            raise InputError(f"images must be (n, d) vectors or (n, H, W) images, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise InputError("images contain NaN or infinite values")
+        if fitting:
+            self.vectors_ = x.ndim == 2
+        x = x[:, None, :] if x.ndim == 2 else x
+        if not fitting and tuple(x.shape[1:]) != self.shape_:
+            raise InputError(f"images of shape {x.shape[1:]} given to a DualSpace fitted on {self.shape_}")
+        if self.standardise:
+            if fitting:
+                self.pixel_mean_ = x.mean(axis=0)
+                std = x.std(axis=0)
+                self.pixel_std_ = np.where(std > 0, std, 1).astype(np.float32)
+            x = ((x - self.pixel_mean_) / self.pixel_std_).astype(np.float32)
+        return x
+
+    def fit(self, images) -> DualSpace:
+        """Train every path step on ``images`` (n, H, W) or (n, d) and compute the dual window; returns self."""
+        x = self._as_images(images, fitting=True)
+        plan = make_plan(x.shape[1:], self.n_blocks, self.order, self.seed, self.substeps)
+        pieces = [train_step(x, plan, k, self.step_settings(k, self.vectors_), self.seed, device=self.device,
+                             progress=self.progress) for k in range(1, self.n_blocks + 1)]
+        return self._assemble(x, plan, [state for state, _ in pieces], [record for _, record in pieces])
+
+    def assemble(self, images, plan: dict, states: Sequence[dict], records: Sequence[dict]) -> DualSpace:
+        """A fitted space from path steps trained apart (one job each, e.g. on a cluster); returns self.
+
+        images: the images the steps were trained on (n, H, W); plan: their plan;
+        states/records: :func:`~dualdiv.estimators.path.train_step`'s outputs in step order 1..K.
+        """
+        x = self._as_images(images, fitting=True)
+        if len(states) != len(plan["blocks"]) or len(records) != len(states):
+            raise InputError(f"plan has {len(plan['blocks'])} steps but {len(states)} critics and "
+                             f"{len(records)} records were given")
+        check_plan(plan, 1)
+        if tuple(plan["shape"]) != tuple(x.shape[1:]):
+            raise InputError(f"plan is for images {tuple(plan['shape'])}, got images {tuple(x.shape[1:])}")
+        return self._assemble(x, plan, list(states), list(records))
+
+    def _assemble(self, x: np.ndarray, plan: dict, states: list[dict], records: list[dict]) -> DualSpace:
+        self.plan_, self.critic_states_, self.steps_ = plan, states, records
+        self.shape_ = tuple(int(v) for v in plan["shape"])
+        total = combine_steps(records)
+        self.tc_, self.tc_stderr_ = total["tc"], total["stderr"]
+        self.min_ess_ = min(r["min_ess"] for r in records)
+        self.n_fit_ = len(x)
+        self._build_critics()
+        self.fit_F_ = self.reference_F_ = self.reference_steps_ = self.lo_ = self.hi_ = None
+        if self.n_reference:
+            reference = sample_marginals(x, self.n_reference, torch.Generator().manual_seed(self.seed))
+            self.fit_F_ = self._step_values(x).sum(axis=1)
+            self.reference_steps_ = self._step_values(reference)  # (n_reference, K)
+            self.reference_F_ = self.reference_steps_.sum(axis=1)
+            self.lo_ = float(np.quantile(self.reference_F_, LO_QUANTILE))
+            self.hi_ = float(self.fit_F_.max())
+        return self
+
+    def _build_critics(self) -> None:
+        self.critics_ = [load_critic(state, self.device) for state in self.critic_states_]
+
+    # ------------------------------------------------------------------ the dual coordinate
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "plan_"):
+            raise ConfigError("this DualSpace is not fitted yet: call fit(images) or DualSpace.load(folder)")
+
+    def _step_values(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([step_values(critic, self.plan_, k, x) for k, critic in enumerate(self.critics_, 1)], axis=1)
+
+    def step_values(self, images) -> np.ndarray:
+        """f_k(x) of every path step: (n, K) float64, nats (their row sums are F)."""
+        self._check_fitted()
+        return self._step_values(self._as_images(images, fitting=False))
+
+    def transform(self, images) -> np.ndarray:
+        """The dual coordinate F(x) = Σ_k f_k(x) of each image: (n,) float64."""
+        return self.step_values(images).sum(axis=1)
+
+    def dual_function(self) -> DualFunction:
+        """F as a differentiable torch module on the critics' inputs (standardised when ``standardise``)."""
+        self._check_fitted()
+        return DualFunction(self.plan_, self.critic_states_, self.device)
+
+    def gradient(self, images) -> np.ndarray:
+        """∇F(x) with respect to the images as given: same shape as ``images``, float32."""
+        self._check_fitted()
+        x = self._as_images(images, fitting=False)
+        _, grad = self.dual_function().value_and_grad(torch.as_tensor(x))
+        grad = grad.cpu().numpy()
+        if self.standardise:  # chain rule through the z-score
+            grad = grad / self.pixel_std_
+        return grad.reshape(np.shape(images)).astype(np.float32)
+
+    def localize(self, images, settings: ClusterSettings | Mapping | None = None, seed: int | None = None,
+                 F: np.ndarray | None = None) -> dict:
+        """Clusters of ``images`` along F (:func:`dualdiv.estimators.clusters.find_clusters`).
+
+        Returns its dict: ``boundaries`` (kept cut values in F, ascending), ``membership``
+        (cluster per image), ``cuts``, ``tree``, ``n_clusters``. F: the images' dual values
+        when already computed (else :meth:`transform`).
+        """
+        settings = settings if isinstance(settings, ClusterSettings) else ClusterSettings(**(settings or {}))
+        values = self.transform(images) if F is None else np.asarray(F, dtype=np.float64)
+        return find_clusters(values, np.asarray(images, dtype=np.float32), settings,
+                             self.seed if seed is None else seed)
+
+    # ------------------------------------------------------------------ files
+
+    def summary(self) -> dict:
+        """The fitted scalars and per-step table (JSON-serialisable)."""
+        self._check_fitted()
+        keep = ("step", "D", "stderr", "n_substeps", "iterations", "best_iteration", "stopped", "wall_time_s")
+        return {"tc": self.tc_, "stderr": self.tc_stderr_, "units": "nats", "n_steps": len(self.steps_),
+                "lo": self.lo_, "hi": self.hi_, "lo_quantile": LO_QUANTILE,
+                "steps": [{key: r[key] for key in keep} for r in self.steps_]}
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the fitted space to ``folder`` (``dualspace.json`` + ``critics.pt``), replacing it whole.
+
+        Written into a temporary folder beside it and renamed, so a killed save leaves the
+        previous version or nothing, never a mix.
+        """
+        from dualdiv.core.io import atomic_output, write_json
+
+        self._check_fitted()
+        folder = Path(folder)
+        content = {"format": _FORMAT, "settings": self.get_params(), "plan": self.plan_, "steps": self.steps_,
+                   "shape": list(self.shape_), "vectors": self.vectors_, "n_fit": self.n_fit_,
+                   **{k: v for k, v in self.summary().items() if k not in ("steps", "n_steps")},
+                   "min_ess": self.min_ess_,
+                   **{name: None if getattr(self, name, None) is None else np.asarray(getattr(self, name)).tolist()
+                      for name in ("fit_F_", "reference_F_", "reference_steps_", "pixel_mean_", "pixel_std_")}}
+        tmp_folder = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp_folder, ignore_errors=True)
+        try:
+            tmp_folder.mkdir(parents=True)
+            write_json(tmp_folder / "dualspace.json", content)
+            with atomic_output(tmp_folder / "critics.pt") as tmp:
+                torch.save(self.critic_states_, tmp)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp_folder, folder)
+        except OSError as exc:
+            shutil.rmtree(tmp_folder, ignore_errors=True)
+            raise OutputError(f"{folder}: cannot write output: {exc.strerror or exc}") from None
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, device: str | None = None) -> DualSpace:
+        """A space written by :meth:`save`; F of the loaded space equals F of the saved one exactly."""
+        folder = Path(folder)
+        try:
+            content = json.loads((folder / "dualspace.json").read_text())
+            states = torch.load(folder / "critics.pt", map_location="cpu", weights_only=True)
+        except FileNotFoundError as exc:
+            raise InputError(f"{folder}: no such DualSpace ({exc.filename} missing)") from None
+        except Exception as exc:  # json, pickle and zip raise many types for corrupt files
+            raise InputError(f"{folder}: cannot read DualSpace ({str(exc).splitlines()[0]}); fit and save it again"
+                             ) from None
+        if content.get("format") != _FORMAT:
+            raise InputError(f"{folder}/dualspace.json: not a {_FORMAT} file (format {content.get('format')!r})")
+        settings = content["settings"]
+        if device is not None:
+            settings["device"] = device
+        space = cls(**settings)
+        space.plan_, space.steps_, space.critic_states_ = content["plan"], content["steps"], states
+        space.shape_, space.vectors_, space.n_fit_ = tuple(content["shape"]), content["vectors"], content["n_fit"]
+        space.tc_, space.tc_stderr_, space.min_ess_ = content["tc"], content["stderr"], content["min_ess"]
+        space.lo_, space.hi_ = content["lo"], content["hi"]
+        for name in ("fit_F_", "reference_F_", "reference_steps_", "pixel_mean_", "pixel_std_"):
+            value = content[name]
+            dtype = np.float32 if name.startswith("pixel") else np.float64
+            setattr(space, name, None if value is None else np.asarray(value, dtype=dtype))
+        space._build_critics()
+        return space
+
+
+def estimate_tc(x, n_blocks: int = 1, order: str = "time", seed: int = 0, settings: StepSettings | None = None,
+                substeps: str = "pixel", device: str = "auto", progress: bool = False) -> dict:
+    """Total correlation of x (nats) along the path, without the dual window: a thin use of :class:`DualSpace`.
+
+    x: (n, d) vectors (MLP critic when the critic kind is "auto") or (n, C, T) images
+    (conv critic); each pixel is z-scored first. Returns {"tc", "stderr", "min_ess",
+    "steps": [per-step records], "n_blocks", "order", "substeps"}.
+    """
+    space = DualSpace(n_blocks, order, substeps, training=settings, n_reference=0, standardise=True, seed=seed,
+                      device=device, progress=progress).fit(x)
+    return {"tc": space.tc_, "stderr": space.tc_stderr_, "min_ess": space.min_ess_, "steps": space.steps_,
+            "n_blocks": n_blocks, "order": order, "substeps": substeps}
