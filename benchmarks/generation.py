@@ -39,7 +39,7 @@ import dualdiv  # noqa: F401  fills the generator registry
 from dualdiv.data.tiles import load_tiles
 from dualdiv.evaluation.metrics import FeatureSpace, c2st_auc, correlation_error, memorisation, spectrum_error
 from dualdiv.generators import WALKS, make_generator
-from dualdiv.stages.sample import dual_context
+from dualdiv.stages.sample import walk_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [("c2st", "feature C2ST"), ("spectrum", "spectrum err"), ("corr", "corr. err"), ("dcr", "DCR"),
@@ -81,7 +81,7 @@ def evaluate(train: np.ndarray, test: np.ndarray, generated: np.ndarray, seed: i
 
 
 def prepare(configfile: Path, dataset: str, results: Path, cores: int) -> None:
-    """Run the workflow up to the dual context (F, cut points) of ``dataset``."""
+    """Run the workflow up to the fitted dual space and its cut points of ``dataset``."""
     target = results / dataset / "clusters.json"
     subprocess.run(["snakemake", "--cores", str(cores), "--configfile", str(configfile), "--config",
                     f"results={results}", "--quiet", "--", str(target)], cwd=ROOT, check=True)
@@ -89,10 +89,7 @@ def prepare(configfile: Path, dataset: str, results: Path, cores: int) -> None:
 
 def run_dataset(results: Path, dataset: str, seeds: int, n: int, repeats: int, only: list[str] | None) -> list[dict]:
     folder = results / dataset
-    n_steps = len(list((folder / "path").glob("step_*.pt")))
-    context = dual_context(folder / "tiles.h5", folder / "dual.h5", folder / "clusters.json",
-                           folder / "path" / "plan.json", [folder / "path" / f"step_{k}.pt"
-                                                           for k in range(1, n_steps + 1)], device="cpu")
+    walk = walk_inputs(folder / "tiles.h5", folder / "dualspace", folder / "clusters.json", device="cpu")
     tiles = load_tiles(folder / "tiles.h5")
     train, test = tiles.subset("train"), tiles.subset("test")
     rows = []
@@ -101,8 +98,8 @@ def run_dataset(results: Path, dataset: str, seeds: int, n: int, repeats: int, o
             continue
         for seed in range(seeds):
             start = time.process_time()
-            extra = {"context": context} if key in WALKS else {}
-            generator = make_generator(key, **settings, **extra).fit(train, seed=seed)
+            extra = walk if key in WALKS else {}
+            generator = make_generator(key, **settings).fit(train, seed=seed, **extra)
             fitted = time.process_time()
             images, records = generator.sample(n, seed=1000 + seed)
             sampled = time.process_time()
@@ -164,7 +161,7 @@ def main(argv=None):
         sections += [f"## {dataset} ({(tiles.split == 'train').sum()} train / {(tiles.split == 'test').sum()} "
                      f"test images, {shape[1]}×{shape[2]})", "",
                      " ".join(str(descriptions.get(dataset, {}).get("description", "")).split()), "",
-                     f"Workflow to the dual context {prepared - wall:.0f} s, the table {time.time() - prepared:.0f} s "
+                     f"Workflow to the dual space {prepared - wall:.0f} s, the table {time.time() - prepared:.0f} s "
                      f"wall; mean ± std over {args.seeds} seeds; fit/sample: CPU seconds.", "", table(rows), ""]
     command = "benchmarks/generation.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = "\n".join([f"# Generation: held-out realism and novelty per method\n\n`{command}`; "

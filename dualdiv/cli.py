@@ -1,8 +1,11 @@
 """The ``dualdiv`` command: every stage without Snakemake, calling the same entry functions.
 
-Errors caused by the user (bad file, bad setting, corrupt artifact) print one
-line on stderr — the file and the problem — and exit with code 2; ``--debug``
-shows the traceback instead.
+Every subcommand takes ``--config FILE`` (the workflow's config keys; only the
+stage's section is read) and, without it, runs with exactly the pipeline's defaults
+(:func:`dualdiv.stages.settings.default_config`); a flag given on the command line
+overrides both. Errors caused by the user (bad file, bad setting, corrupt artifact)
+print one line on stderr — the file and the problem — and exit with code 2;
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 from dualdiv import __version__
 from dualdiv.core.errors import DualdivError, InputError
 from dualdiv.data.readers import FORMATS
+from dualdiv.generators import known_keys
 
 EXIT_BAD_INPUT = 2
 
@@ -69,6 +73,9 @@ TC is the sum of the K held-out step bounds. Each pixel is z-scored first (TC do
 change). Prints JSON: {"tc": nats, "stderr": nats, "steps": [{"step", "D", "stderr",
 ...}], ...}. Vectors use an MLP critic, images a small conv critic.
 
+The training budget is the pipeline's (config `estimate.training`; `dualdiv config`
+prints it); --save DIR keeps the fitted dual space (DualSpace.load(DIR) in Python).
+
 example:  dualdiv estimate X.npy --steps 4 --seed 0 > tc.json
 """
 
@@ -83,109 +90,125 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dualdiv {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
 
-    ingest = commands.add_parser("ingest", help="raw files → raw.nc", description=_INGEST_HELP,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help, description=description, formatter_class=raw)
+        command.add_argument("--config", metavar="YAML",
+                             help="config file (the workflow's keys); default: the pipeline's defaults")
+        return command
+
+    ingest = add("ingest", "raw files → raw.nc", _INGEST_HELP)
     ingest.add_argument("inputs", nargs="+", metavar="IN", help="raw data file(s)")
     ingest.add_argument("-o", "--out", required=True, help="output NetCDF file (raw.nc)")
-    ingest.add_argument("--format", choices=FORMATS,
-                        help="reader to use (default: from each file's extension)")
-    ingest.add_argument("--min-samples", type=int, default=16, metavar="N",
-                        help="fewer samples than N is an error (default: 16)")
-    ingest.add_argument("--length-policy", choices=("error", "crop", "pad"), default="error",
+    ingest.add_argument("--format", choices=FORMATS, help="reader to use (default: from each file's extension)")
+    ingest.add_argument("--min-samples", type=int, metavar="N", help="fewer samples than N is an error (default: 16)")
+    ingest.add_argument("--length-policy", choices=("error", "crop", "pad"),
                         help="series of unequal length: error (default), crop to the shortest, "
                              "pad to the longest by repeating the last value")
     ingest.add_argument("--sampling-rate", type=float, metavar="HZ", help="sampling rate in Hz")
     ingest.add_argument("--units", help="physical units of the values, e.g. uV")
     ingest.add_argument("--channel-names", metavar="A,B,...", help="comma-separated channel names")
 
-    tile = commands.add_parser("tile", help="raw.nc → tiles.h5 (images, split, normalisation)",
-                               description=_TILE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tile = add("tile", "raw.nc → tiles.h5 (images, split, normalisation)", _TILE_HELP)
     tile.add_argument("raw", help="raw.nc written by `dualdiv ingest`")
     tile.add_argument("-o", "--out", required=True, help="output HDF5 file (tiles.h5)")
-    tile.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default: 0)")
-    tile.add_argument("--test-fraction", type=float, default=0.2,
-                      help="share of recordings held out for testing (default: 0.2)")
+    tile.add_argument("--seed", type=int, help="seed of the train/test split (default: the config's seed, 0)")
+    tile.add_argument("--test-fraction", type=float, help="share of recordings held out for testing (default: 0.2)")
     tile.add_argument("--window", type=int, help="time points per image (default: whole series)")
     tile.add_argument("--stride", type=int, help="time points between windows (default: --window)")
 
-    estimate = commands.add_parser("estimate", help="total correlation of an array, printed as JSON",
-                                   description=_ESTIMATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    estimate = add("estimate", "total correlation of an array, printed as JSON", _ESTIMATE_HELP)
     estimate.add_argument("data", help=".npy/.npz array (n, d) or (n, C, T)")
-    estimate.add_argument("--steps", type=int, default=4, metavar="K", help="number of path steps (default: 4)")
-    estimate.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    estimate.add_argument("--order", choices=("time", "channel", "patch", "random"), default="time",
+    estimate.add_argument("--steps", type=int, metavar="K", help="number of path steps (default: 4)")
+    estimate.add_argument("--seed", type=int, help="seed (default: the config's seed, 0)")
+    estimate.add_argument("--order", choices=("time", "channel", "patch", "random"),
                           help="pixel order of the path (default: time, i.e. column strips)")
-    estimate.add_argument("--substeps", choices=("pixel", "block"), default="pixel",
+    estimate.add_argument("--substeps", choices=("pixel", "block"),
                           help="pixel: each step telescopes over single pixels (default); block: one DV per step")
-    estimate.add_argument("--max-iterations", type=int, default=3000, help="iteration budget per step (default: 3000)")
-    estimate.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    estimate.add_argument("--progress", action="store_true", help="show a progress bar per step on stderr")
+    estimate.add_argument("--max-iterations", type=int, help="iteration budget per step (default: the config's)")
+    estimate.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda, cuda:N")
+    estimate.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                          help="progress bar per step on stderr (default: when stderr is a terminal)")
+    estimate.add_argument("--save", metavar="DIR", help="also save the fitted dual space to DIR")
 
-    localize = commands.add_parser(
-        "localize", help="clusters in the dual space F (cut points, local divergences, p-values)",
-        description="Sort the training images by their dual value F (dual.h5), find cut points by the "
-                    "symmetric max-DV cut search, test each cut with a localized k-NN divergence between "
-                    "the k images on either side (permutation p-value, several k), and write the "
-                    "cluster tree as JSON.\n\nexample:  dualdiv localize dual.h5 tiles.h5 -o clusters.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    localize = add(
+        "localize", "clusters in the dual space F (cut points, local divergences, p-values)",
+        "Sort the training images by their dual value F (dual.h5), find cut points by the "
+        "symmetric max-DV cut search, test each cut with a localized k-NN divergence between "
+        "the k images on either side (permutation p-value, several k), and write the "
+        "cluster tree as JSON.\n\nexample:  dualdiv localize dual.h5 tiles.h5 -o clusters.json")
     localize.add_argument("dual", help="dual.h5 written by the dual stage")
     localize.add_argument("tiles", help="tiles.h5 of the same data")
     localize.add_argument("-o", "--out", required=True, help="output JSON (clusters.json)")
-    localize.add_argument("--seed", type=int, default=0, help="seed of the permutation tests (default: 0)")
-    localize.add_argument("--alpha", type=float, default=0.01, help="significance of a cut (default: 0.01)")
+    localize.add_argument("--seed", type=int, help="seed of the permutation tests (default: the config's seed, 0)")
+    localize.add_argument("--alpha", type=float, help="significance of a cut (default: 0.01)")
 
-    sample = commands.add_parser(
-        "sample", help="fit a generator on the training images and write samples",
-        description="Fit a generator on the training split of tiles.h5 and write N new images (normalised "
-                    "and physical units, per-sample provenance) to an HDF5 file. Methods: dualdiv (the "
-                    "dual correction p ∝ q·e^g of a local spectral mixture base), dualdiv_corrected, "
-                    "spectral, var, gaussian_lw, copy, interpolate, marginals; the walks dualdiv_walk and "
-                    "dualdiv_basewalk also need --path-dir (a finished path: plan.json, step_*.pt) with "
-                    "--dual and --clusters.\n\nexample:  dualdiv sample tiles.h5 -o dualdiv.h5 --method dualdiv",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sample = add(
+        "sample", "fit a generator on the training images and write samples",
+        "Fit a generator on the training split of tiles.h5 and write N new images (normalised "
+        "and physical units, per-sample provenance) to an HDF5 file. Methods: dualdiv (the "
+        "default variant: the dual correction p ∝ q·e^g of a local spectral mixture base, sampler auto), "
+        f"{', '.join(known_keys()[1:])}; the walks dualdiv_walk and dualdiv_basewalk also need --space "
+        "(a fitted dual space folder, results/<data set>/dualspace) and --clusters (clusters.json). "
+        "Settings: the config's sample section (sample.settings.<key>), else the generator's defaults, "
+        "which are the pipeline's.\n\nexample:  dualdiv sample tiles.h5 -o dualdiv.h5 --method dualdiv")
     sample.add_argument("tiles", help="tiles.h5")
     sample.add_argument("-o", "--out", required=True, help="output HDF5 file (samples/{method}.h5)")
     sample.add_argument("--method", default="dualdiv", help="generator key (default: dualdiv)")
-    sample.add_argument("-n", "--n-samples", type=int, default=100, help="images to generate (default: 100)")
-    sample.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    sample.add_argument("--config", help="a config YAML whose `sample` section sets generator settings")
-    sample.add_argument("--dual", help="dual.h5 (walks only)")
+    sample.add_argument("-n", "--n-samples", type=int, help="images to generate (default: 100)")
+    sample.add_argument("--seed", type=int, help="seed (default: the config's seed, 0)")
+    sample.add_argument("--space", help="fitted dual space folder (walks only)")
     sample.add_argument("--clusters", help="clusters.json (walks only)")
-    sample.add_argument("--path-dir", help="folder with plan.json and step_*.pt (walks only)")
-    sample.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    sample.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda")
+
+    add("config", "print the default config (every key the workflow and these commands read)",
+        "Print the pipeline's default config as YAML: every stage's settings with their defaults, "
+        "from the settings classes the stages use. With --config, that file merged over the defaults."
+        "\n\nexample:  dualdiv config > my.yaml")
     return parser
 
 
-def _run_ingest(args: argparse.Namespace) -> None:
-    from dualdiv.data.ingest import IngestSettings
-    from dualdiv.stages.ingest import ingest
+def _given(args: argparse.Namespace, **names: str) -> dict:
+    """{setting: value} of the flags the user gave (argparse leaves the others None)."""
+    return {setting: getattr(args, flag) for setting, flag in names.items() if getattr(args, flag) is not None}
 
-    names = tuple(n.strip() for n in args.channel_names.split(",")) if args.channel_names else None
-    settings = IngestSettings(format=args.format, min_samples=args.min_samples,
-                              length_policy=args.length_policy, sampling_rate=args.sampling_rate,
-                              units=args.units, channel_names=names)
-    dataset = ingest(args.inputs, args.out, settings)
+
+def _run_ingest(args: argparse.Namespace, config: dict) -> None:
+    from dualdiv.stages.ingest import ingest
+    from dualdiv.stages.settings import from_config
+
+    flags = _given(args, format="format", min_samples="min_samples", length_policy="length_policy",
+                   sampling_rate="sampling_rate", units="units", channel_names="channel_names")
+    if "channel_names" in flags:
+        flags["channel_names"] = tuple(n.strip() for n in flags["channel_names"].split(","))
+    dataset = ingest(args.inputs, args.out, from_config("ingest", {**config["ingest"], **flags}))
     n, channels, time = dataset["signal"].shape
     print(f"{args.out}: {n} samples x {channels} channels x {time} time points")
 
 
-def _run_tile(args: argparse.Namespace) -> None:
-    from dualdiv.data.tiles import TileSettings, tile
+def _run_tile(args: argparse.Namespace, config: dict) -> None:
+    from dualdiv.stages.settings import from_config
+    from dualdiv.stages.tile import tile
 
-    tiles = tile(args.raw, args.out, TileSettings(test_fraction=args.test_fraction, window=args.window,
-                                                  stride=args.stride, seed=args.seed))
+    flags = _given(args, test_fraction="test_fraction", window="window", stride="stride")
+    settings = from_config("tile", {**config["tile"], **flags}, seed=_seed(args, config))
+    tiles = tile(args.raw, args.out, settings)
     n_test = int((tiles.split == "test").sum())
     print(f"{args.out}: {len(tiles.images)} images of {tiles.images.shape[1]} x {tiles.images.shape[2]} "
           f"({len(tiles.images) - n_test} train, {n_test} test)")
 
 
-def _run_estimate(args: argparse.Namespace) -> None:
+def _seed(args: argparse.Namespace, config: dict) -> int:
+    return args.seed if args.seed is not None else int(config["seed"])
+
+
+def _run_estimate(args: argparse.Namespace, config: dict) -> None:
     import json
     from pathlib import Path
 
     from dualdiv.data.readers.arrays import load_arrays
-    from dualdiv.estimators.path import StepSettings, estimate_tc
+    from dualdiv.estimators.dualspace import DualSpace
 
     path = Path(args.data)
     if path.suffix.lower() not in (".npy", ".npz") or not path.is_file():
@@ -193,56 +216,66 @@ def _run_estimate(args: argparse.Namespace) -> None:
     x, _ = load_arrays(path)
     if x.ndim not in (2, 3) or len(x) < 4:
         raise InputError(f"{path}: array of shape {x.shape}; expected (n, d) or (n, C, T) with n ≥ 4")
-    result = estimate_tc(x, n_blocks=args.steps, order=args.order, seed=args.seed, substeps=args.substeps,
-                         settings=StepSettings(max_iterations=args.max_iterations), device=args.device,
-                         progress=args.progress)
-    keep = ("step", "D", "stderr", "n_substeps", "iterations", "best_iteration", "stopped", "wall_time_s")
-    result["steps"] = [{k: r[k] for k in keep} for r in result["steps"]]
-    result.update(units="nats", data=str(path), shape=list(x.shape))
+    estimate = {**config["estimate"], **_given(args, n_blocks="steps", order="order", substeps="substeps")}
+    if args.max_iterations is not None:
+        estimate["training"] = {**estimate["training"], "max_iterations": args.max_iterations}
+    if not args.save:
+        estimate["n_reference"] = 0  # TC only: no dual window to compute
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    space = DualSpace.from_config(estimate, seed=_seed(args, config), device=args.device or config["device"],
+                                  standardise=True, progress=progress).fit(x)
+    if args.save:
+        space.save(args.save)
+    result = {**space.summary(), "min_ess": space.min_ess_, "n_blocks": space.n_blocks, "order": space.order,
+              "substeps": space.substeps, "data": str(path), "shape": list(x.shape)}
+    if not args.save:
+        for key in ("lo", "hi", "lo_quantile"):
+            result.pop(key)
     print(json.dumps(result, indent=1))
 
 
-def _run_localize(args: argparse.Namespace) -> None:
-    from dualdiv.estimators.clusters import ClusterSettings, write_clusters
+def _run_localize(args: argparse.Namespace, config: dict) -> None:
+    from dualdiv.stages.localize import write_clusters
+    from dualdiv.stages.settings import from_config
 
-    result = write_clusters(args.dual, args.tiles, args.out, ClusterSettings(alpha=args.alpha), args.seed)
+    settings = from_config("localize", {**config["localize"], **_given(args, alpha="alpha")})
+    result = write_clusters(args.dual, args.tiles, args.out, settings, _seed(args, config))
     print(f"{args.out}: {result['n_clusters']} cluster(s), cuts at F = {result['boundaries']}")
 
 
-def _run_sample(args: argparse.Namespace) -> None:
-    from pathlib import Path
+def _run_sample(args: argparse.Namespace, config: dict) -> None:
+    from dualdiv.generators import WALKS, resolve_method
+    from dualdiv.stages.sample import walk_inputs, write_samples
 
-    import yaml
-
-    from dualdiv.stages.sample import WALKS, dual_context, resolve_method, write_samples
-
-    config = {}
-    if args.config:
-        try:
-            config = (yaml.safe_load(Path(args.config).read_text()) or {}).get("sample") or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f"{args.config}: cannot read config ({exc})") from None
-    key, _ = resolve_method(args.method, config)
-    context = None
+    sample = config["sample"]
+    key, _ = resolve_method(args.method, sample)
+    walk = None
     if key in WALKS:
-        if not (args.dual and args.clusters and args.path_dir):
-            raise InputError(f"{args.method}: a walk needs --dual, --clusters and --path-dir")
-        critics = sorted(Path(args.path_dir).glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-        context = dual_context(args.tiles, args.dual, args.clusters, Path(args.path_dir) / "plan.json",
-                               [str(p) for p in critics], args.device)
-    samples = write_samples(args.tiles, args.method, args.out, args.n_samples, args.seed, config, context)
+        if not (args.space and args.clusters):
+            raise InputError(f"{args.method}: a walk needs --space (a fitted dual space folder) and --clusters")
+        walk = walk_inputs(args.tiles, args.space, args.clusters, args.device or config["device"])
+    n = args.n_samples if args.n_samples is not None else sample["n_samples"]
+    samples = write_samples(args.tiles, args.method, args.out, n, _seed(args, config), sample, walk)
     print(f"{args.out}: {len(samples.images)} images from {samples.generator}")
 
 
+def _run_config(args: argparse.Namespace, config: dict) -> None:
+    import yaml
+
+    print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
+
+
 _COMMANDS = {"ingest": _run_ingest, "tile": _run_tile, "estimate": _run_estimate, "localize": _run_localize,
-             "sample": _run_sample}
+             "sample": _run_sample, "config": _run_config}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
-        _COMMANDS[args.command](args)
+        from dualdiv.stages.settings import load_config
+
+        _COMMANDS[args.command](args, load_config(args.config))
     except DualdivError as exc:
         if args.debug:
             raise

@@ -44,6 +44,7 @@ def test_neural_baselines_record_their_budget_and_leave_global_torch_state_alone
     model = make_generator(key, **TINY[key]).fit(tiny_images, seed=0)
     assert torch.equal(state, torch.random.get_rng_state()) and torch.get_num_threads() == threads
     assert model.iterations_ == TINY[key]["max_iterations"] and model.train_seconds_ > 0
+    assert len(model.loss_curve_) == 1 and np.isfinite(model.loss_curve_).all()  # the loss of iteration 1 (of 51, …)
     assert model.settings()["max_iterations"] == TINY[key]["max_iterations"]
     timed = make_generator(key, max_iterations=10**6, max_seconds=0.5).fit(tiny_images, seed=0)
     assert 0 < timed.iterations_ < 10**6
@@ -83,7 +84,9 @@ def test_baselines_reject_bad_settings_and_inputs(tiny_images):
         make_generator("vae", max_iterations=0)
     with pytest.raises(ConfigError):
         make_generator("sb_langevin", scheme="leapfrog")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"^ddpm: expected \(n, H, W\) images with n ≥ 2, got shape \(24, 16\)$"):
         make_generator("ddpm", **TINY["ddpm"]).fit(tiny_images[:, 0], 0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"^vae: expected \(n, H, W\) images with n ≥ 2, got shape \(1, 3, 16\)$"):
+        make_generator("vae", **TINY["vae"]).fit(tiny_images[:1], 0)
+    with pytest.raises(InputError, match="^sb_langevin: images contain NaN or infinite values$"):
         make_generator("sb_langevin").fit(np.full((4, 2, 3), np.nan), 0)

@@ -184,7 +184,7 @@ def test_bad_settings_and_inputs():
         SpectralGaussian(global_weight=1.5)
     with pytest.raises(ConfigError):
         VARGaussian(order=0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"^spectral: expected \(n, H, W\) images with n ≥ 2, got shape \(5, 3\)$"):
         SpectralGaussian().fit(np.zeros((5, 3)))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="^gaussian_lw: images contain NaN or infinite values$"):
         GaussianLW().fit(np.full((4, 2, 8), np.nan))

@@ -45,7 +45,7 @@ def test_debug_shows_traceback(tmp_path):
         main(["--debug", "ingest", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "raw.nc")])
 
 
-@pytest.mark.parametrize("command", ["ingest", "tile", "estimate", "localize", "sample"])
+@pytest.mark.parametrize("command", ["ingest", "tile", "estimate", "localize", "sample", "config"])
 def test_help_explains_each_subcommand(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -86,4 +86,4 @@ def test_sample_subcommand_writes_samples(tmp_path, capsys):
     assert load_samples(tmp_path / "s.h5").images.shape == (5, 3, 16)
     assert main(["sample", str(tmp_path / "tiles.h5"), "-o", str(tmp_path / "w.h5"), "--method",
                  "dualdiv_walk"]) == 2
-    assert "needs --dual, --clusters and --path-dir" in capsys.readouterr().err
+    assert "needs --space (a fitted dual space folder) and --clusters" in capsys.readouterr().err

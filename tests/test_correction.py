@@ -80,6 +80,18 @@ def test_learned_critic_shrinks_the_error():
         assert mean_error < 0.7 * base_mean_error and cov_error < 0.7 * base_cov_error, (mean_error, cov_error)
 
 
+def test_critic_stops_early_on_nothing_to_learn_and_leaves_the_global_rng_alone():
+    """Base = target: the held-out loss stops improving; training ends ``patience`` evaluations after its best."""
+    target, _ = gaussian_pair((2, 8))
+    settings = ResidualCriticSettings(width=4, layers=1, iterations=400, eval_every=5, patience=2, periodogram=False)
+    state = torch.get_rng_state()
+    _, report = train_critic(target, target.sample(200, seed=3)[0], settings, np.random.default_rng(0))
+    assert torch.equal(state, torch.get_rng_state())
+    assert report["iterations_run"] < 400 and report["best_iteration"] % 5 == 0
+    assert report["iterations_run"] == report["best_iteration"] + 2 * 5
+    assert report["auc_z"] < 2  # measured: AUC 0.46
+
+
 @pytest.fixture
 def bimodal_images():
     """(60, 2, 16): channel 0 a fixed wave of amplitude ±2 (bimodal: its power never varies) + noise."""

@@ -173,6 +173,12 @@ def test_evaluate_without_tc_estimator_says_not_available():
         reliability({"copy": row})
 
 
-def test_evaluate_rejects_mismatched_shapes():
+def test_evaluate_rejects_mismatched_shapes_and_bad_images():
     with pytest.raises(InputError, match="shapes differ"):
         evaluate(correlated_images(10, 0, shape=(2, 8)), correlated_images(10, 1), correlated_images(10, 2))
+    with pytest.raises(InputError, match=r"^test: expected \(n, H, W\) images with n ≥ 4, got shape \(3, 3, 8\)$"):
+        evaluate(correlated_images(10, 0), correlated_images(3, 1), correlated_images(10, 2))
+    generated = correlated_images(10, 0)
+    generated[2, 1, 3] = np.inf
+    with pytest.raises(InputError, match="^generated: images contain NaN or infinite values$"):
+        evaluate(generated, correlated_images(10, 1), correlated_images(10, 2))

@@ -195,8 +195,10 @@ def test_estimate_tc_takes_channel_by_time_images_with_the_conv_critic():
 
 def test_train_step_rejects_images_that_do_not_fit_the_plan():
     plan = make_plan((2, 3), n_blocks=2)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"^path step 1: expected .* and \(H, W\) = \(2, 3\), got shape \(40, 3, 2\)$"):
         train_step(np.zeros((40, 3, 2), dtype=np.float32), plan, 1, TINY)
+    with pytest.raises(InputError, match="^path step 1: images contain NaN or infinite values$"):
+        step_values({}, plan, 1, np.full((2, 2, 3), np.nan))
     with pytest.raises(ConfigError):
         train_step(np.zeros((40, 2, 3), dtype=np.float32), plan, 3, TINY)
 
@@ -221,7 +223,7 @@ def test_step_worse_than_a_constant_critic_falls_back_to_zero():
 def test_dual_function_value_and_gradient_match_autograd_over_all_steps():
     """F = Σ_k f_k from the step states, in memory-light batches, against plain autograd on the
     whole-image critic; and F agrees with the per-step values written to dual.h5."""
-    from dualdiv.stages.path import DualFunction
+    from dualdiv.estimators.dualspace import DualFunction
 
     shape = (3, 10)
     plan = make_plan(shape, n_blocks=2, order="time")

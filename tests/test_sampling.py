@@ -9,7 +9,7 @@ from dualdiv.data.samples import load_samples
 from dualdiv.data.tiles import TileSettings
 from dualdiv.evaluation.metrics import closest_distances
 from dualdiv.generators import generator_class, resolve_method
-from dualdiv.generators.walks import DualContext, gap_intervals, walk
+from dualdiv.generators.walks import distance_threshold, gap_intervals, walk
 from dualdiv.stages.ingest import ingest
 from dualdiv.stages.sample import write_samples
 from dualdiv.stages.tile import tile
@@ -53,20 +53,48 @@ def test_gap_intervals_around_cuts_and_holes():
     assert gap_intervals(train_F, [], lo=-1, hi=6, n_holes=1) == [(0.2, 5.0)]
 
 
+class KnownSpace:
+    """A fitted dual space in all but the path: F is a known function (what a walk's fit reads)."""
+
+    plan_ = {"known": True}
+
+    def __init__(self, F, train):
+        self.F = F
+        self.fit_F_ = F(torch.as_tensor(train)).numpy().astype(np.float64)
+        self.lo_, self.hi_ = float(self.fit_F_.min()) - 1, float(self.fit_F_.max())
+
+    def dual_function(self):
+        return self.F
+
+    def transform(self, images):
+        return self.F(torch.as_tensor(np.asarray(images, dtype=np.float32))).numpy().astype(np.float64)
+
+    def localize(self, images, F=None):
+        return {"boundaries": []}
+
+
 def test_gap_walk_rejects_copies_and_is_deterministic():
     rng = np.random.default_rng(1)
     train = rng.normal(size=(20, 2, 5)).astype(np.float32)
-    F = Quadratic((2, 5))
-    train_F = F(torch.as_tensor(train)).numpy()
-    context = DualContext(F=F, train_F=train_F, boundaries=[], lo=float(train_F.min()) - 1,
-                          hi=float(train_F.max()), novelty_threshold=1e9)  # every sample is "too close"
-    generator = generator_class("dualdiv_walk")(context=context, start="image", max_steps=5, max_rounds=1).fit(train)
+    space = KnownSpace(Quadratic((2, 5)), train)
+    generator = generator_class("dualdiv_walk")(start="image", max_steps=5, max_rounds=1).fit(
+        train, space=space, boundaries=[], novelty_threshold=1e9)  # every sample is "too close"
     images, records = generator.sample(8, seed=3)
     assert images.shape == (8, 2, 5)
     assert not any(r["accepted"] for r in records)
     assert {r["rejected_because"] for r in records} <= {"near_copy", "outside_window"}
     again, _ = generator.sample(8, seed=3)
     np.testing.assert_array_equal(images, again)
+
+
+def test_walk_fit_needs_a_space_and_defaults_to_its_clusters_and_a_training_threshold():
+    train = np.random.default_rng(2).normal(size=(20, 2, 5)).astype(np.float32)
+    with pytest.raises(ConfigError, match="needs space="):
+        generator_class("dualdiv_walk")().fit(train)
+    walker = generator_class("dualdiv_basewalk")(max_steps=3).fit(train, seed=1, space=KnownSpace(Quadratic((2, 5)),
+                                                                                                 train))
+    assert walker.boundaries_ == [] and walker.novelty_threshold_ == distance_threshold(None, train)
+    assert 0 < walker.novelty_threshold_ < np.inf and walker.sample(4, seed=0)[0].shape == (4, 2, 5)
 
 
 def test_closest_distance_of_a_copy_is_zero():

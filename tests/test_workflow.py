@@ -138,7 +138,7 @@ def test_default_datasets_only_when_none_named():
     assert selected_datasets(config)["eeg"]["files"] == ["a.ts", "b.ts"]
     config["datasets"] = {"mine": {"path": "x.npy", "tile": {"window": 8}}}
     assert list(selected_datasets(config)) == ["mine"]
-    assert dataset_settings(config, "mine", "tile") == {"test_fraction": 0.2, "window": 8, "seed": 1}
+    assert dataset_settings(config, "mine", "tile") == {"test_fraction": 0.2, "window": 8, "stride": None, "seed": 1}
 
 
 def test_step_settings_only_touch_their_step():
@@ -147,21 +147,59 @@ def test_step_settings_only_touch_their_step():
                            "steps": {"2": {"max_iterations": 500, "critic": {"channels": 4}}}}}
     from dualdiv.stages.workflow import step_settings
 
-    assert step_settings(config, "d", 1) == {"max_iterations": 100, "critic": {"channels": 8}}
-    assert step_settings(config, "d", 2) == {"max_iterations": 500, "critic": {"channels": 4}}
+    first, second = step_settings(config, "d", 1), step_settings(config, "d", 2)
+    assert (first["max_iterations"], first["critic"]["channels"]) == (100, 8)
+    assert (second["max_iterations"], second["critic"]["channels"]) == (500, 4)
+    assert {k: v for k, v in first.items() if k not in ("max_iterations", "critic")} == \
+        {k: v for k, v in second.items() if k not in ("max_iterations", "critic")}  # the rest: the defaults
 
 
-def test_code_hash_follows_modules_and_every_module_of_a_subpackage(tmp_path, monkeypatch):
-    """A rule's code param changes when a module it names, or any module of a subpackage it names, changes."""
+def test_code_hash_follows_the_import_closure_of_a_script(tmp_path, monkeypatch):
+    """A rule's code param changes when a module its script imports (directly, inside a function, or
+    through another module) changes, and not when an unrelated module does."""
     import dualdiv.core.io
 
-    (tmp_path / "tiling.py").write_text("a = 1\n")
-    (tmp_path / "baselines").mkdir()
-    (tmp_path / "baselines" / "vae.py").write_text("b = 1\n")
-    monkeypatch.setattr(dualdiv.core.io, "_PACKAGE_DIR", tmp_path)
-    before = dualdiv.core.io.code_hash("tiling", "baselines")
-    (tmp_path / "baselines" / "vae.py").write_text("b = 2\n")
-    after_edit = dualdiv.core.io.code_hash("tiling", "baselines")
-    (tmp_path / "baselines" / "ddpm.py").write_text("c = 1\n")
-    assert len({before, after_edit, dualdiv.core.io.code_hash("tiling", "baselines")}) == 3
-    assert dualdiv.core.io.code_hash("baselines", "tiling") == dualdiv.core.io.code_hash("tiling", "baselines")
+    package = tmp_path / "dualdiv"
+    (package / "sub").mkdir(parents=True)
+    for name, text in {"__init__.py": "", "a.py": "def f():\n    from dualdiv.sub import b\n",
+                       "sub/__init__.py": "", "sub/b.py": "from dualdiv.c import value\n", "c.py": "value = 1\n",
+                       "unrelated.py": "x = 1\n", "sub/registered.py": "y = 1\n"}.items():
+        (package / name).write_text(text)
+    script = tmp_path / "script.py"
+    script.write_text("from dualdiv.a import f\n")
+    monkeypatch.setattr(dualdiv.core.io, "_PACKAGE_DIR", package)
+    closure = [str(p.relative_to(package)) for p in dualdiv.core.io.import_closure(script)]
+    assert closure == ["__init__.py", "a.py", "c.py", "sub/__init__.py", "sub/b.py"]
+    before = dualdiv.core.io.code_hash(script)
+    (package / "unrelated.py").write_text("x = 2\n")
+    assert dualdiv.core.io.code_hash(script) == before
+    (package / "c.py").write_text("value = 2\n")
+    assert dualdiv.core.io.code_hash(script) != before
+    with_registry = dualdiv.core.io.code_hash(script, "dualdiv.sub.*")
+    (package / "sub/registered.py").write_text("y = 2\n")
+    assert dualdiv.core.io.code_hash(script, "dualdiv.sub.*") != with_registry
+
+
+@pytest.mark.slow
+def test_touching_a_module_reruns_exactly_the_rules_whose_code_imports_it(tiny, tmp_path):
+    """With a copy of the package on PYTHONPATH: after a full run, editing dualdiv's metrics module makes
+    the dry run list exactly the rules whose scripts import it (and the summary that reads them)."""
+    import os
+    import shutil
+
+    from dualdiv.core.io import import_closure
+
+    shutil.copytree(ROOT / "dualdiv", tmp_path / "pkg" / "dualdiv")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "pkg")}
+    run = [*SNAKEMAKE, "--configfile", "tiny.yaml"]
+    assert subprocess.run(run, cwd=tiny, env=env, capture_output=True, text=True, timeout=600).returncode == 0
+    metrics = tmp_path / "pkg" / "dualdiv" / "evaluation" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "\n# touched\n")
+    dry = subprocess.run([*run, "-n"], cwd=tiny, env=env, capture_output=True, text=True, timeout=600)
+    jobs = {line.split()[1].rstrip(":") for line in (dry.stdout + dry.stderr).splitlines()
+            if line.startswith(("rule ", "localrule "))}
+    scripts = sorted((ROOT / "workflow" / "scripts").glob("*.py"))
+    importing = {script.stem for script in scripts
+                 if ROOT / "dualdiv" / "evaluation" / "metrics.py" in import_closure(script)}
+    assert importing == {"evaluate", "summary", "total_correlation"}
+    assert jobs == importing | {"all"}, jobs

@@ -148,15 +148,21 @@ def _imported_modules(file: Path) -> set[str]:
 def import_closure(*roots: str | os.PathLike) -> list[Path]:
     """Source files of every ``dualdiv`` module reachable by imports from ``roots``, sorted.
 
-    roots: dotted module names (``"dualdiv.stages.sample"``) or paths of scripts
-    (``workflow/scripts/sample.py``), whose own file is not included. Imports are read
-    from the source (``ast``), not executed; a module imported by a string (the
-    generator registry) is not followed: name it as a root.
+    roots: dotted module names (``"dualdiv.stages.sample"``), ``"package.*"`` (every module
+    of a package), or paths of scripts (``workflow/scripts/sample.py``), whose own file is
+    not included. Imports are read from the source (``ast``), not executed; a module
+    imported by a string (the generator and reader registries) is not followed: name it
+    (or its package) as a root.
     """
     pending, seen = [], set()
     for root in roots:
         if str(root).endswith(".py"):
             pending += sorted(_imported_modules(Path(root)))
+        elif str(root).endswith(".*"):  # every module of a package (those a registry imports by name)
+            package = str(root)[:-2]
+            folder = _PACKAGE_DIR.joinpath(*package.split(".")[1:])
+            pending += [package] + [f"{package}.{file.stem}" for file in sorted(folder.glob("*.py"))
+                                    if file.stem != "__init__"]
         else:
             pending.append(str(root))
     while pending:

@@ -25,11 +25,14 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # only an annotation: the loop itself needs torch and tqdm alone
+    import numpy as np
 
 __all__ = ["Checkpoint", "LoopSettings", "TrainResult", "descend", "resolve_device", "seeded", "torch_generator",
            "torch_threads", "train"]
@@ -182,7 +185,7 @@ class _Progress:
     def add_validation(self, value: float, model: nn.Module, higher_is_better: bool) -> None:
         """Log a validation score; keep the model if it is the best so far (NaN never is)."""
         self.curve.append([self.iteration, value])
-        if value > self.best_value if higher_is_better else value < self.best_value:
+        if (value > self.best_value) if higher_is_better else (value < self.best_value):
             self.best_value, self.best_iteration, self.since_best = value, self.iteration, 0
             self.best_state = _snapshot(model)
         else:
@@ -222,14 +225,16 @@ def _load_checkpoint(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.
     needed = {"key", "model", "optimizer", "generator", "torch_rng", "cuda_rng", *_Progress.__dataclass_fields__}
     try:
         content = torch.load(path, map_location=device, weights_only=True)
-        missing = needed - set(content)
-        if missing:
-            raise KeyError(f"no {', '.join(sorted(missing))}")
+        problem = None if isinstance(content, dict) else f"holds a {type(content).__name__}, not a checkpoint"
     except Exception as err:  # a truncated or foreign file must not stop a fresh run
-        warnings.warn(f"ignoring unreadable checkpoint {path}: {err}", stacklevel=4)
+        problem = str(err)
+    if problem is None and needed - set(content):
+        problem = f"no {', '.join(sorted(needed - set(content)))} in it"
+    if problem is not None:
+        warnings.warn(f"ignoring unreadable checkpoint {path}: {problem}", stacklevel=4)
         return None
     if content["key"] != checkpoint.key:
-        warnings.warn(f"ignoring checkpoint {path}: it belongs to another run (other settings, seed or data)",
+        warnings.warn(f"ignoring checkpoint {path}: it belongs to other settings, seed or data (another run key)",
                       stacklevel=4)
         return None
     model.load_state_dict(content["model"])
@@ -263,8 +268,8 @@ def train(step: Callable[[], float | torch.Tensor], settings: LoopSettings, *, m
         iterations (after that iteration's validation).
     callback: called as callback(iteration) after every iteration and its checkpoint.
     """
-    if settings.eval_every is not None and (validate is None or model is None):
-        raise ValueError("validation needs validate and model")
+    if (settings.eval_every is None) != (validate is None) or (validate is not None and model is None):
+        raise ValueError("validation needs eval_every, validate and model together")
     if checkpoint is not None and (model is None or optimizer is None):
         raise ValueError("a checkpoint needs model and optimizer")
     if settings.if_no_best == "initial" and model is None:
@@ -291,7 +296,7 @@ def train(step: Callable[[], float | torch.Tensor], settings: LoopSettings, *, m
             progress.iteration += 1
             iteration = progress.iteration
             if settings.record_every is not None and (iteration - 1) % settings.record_every == 0:
-                progress.losses.append(float(loss))
+                progress.losses.append(loss.item() if isinstance(loss, torch.Tensor) else float(loss))
             if validate is not None and (iteration % settings.eval_every == 0 or iteration == settings.max_iterations):
                 model.eval()
                 with torch.no_grad():

@@ -288,9 +288,9 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
-def _plan_images(images, plan: dict) -> np.ndarray:
+def _plan_images(images, plan: dict, step: int) -> np.ndarray:
     """(n ≥ 1, H, W) finite float32 with the plan's (H, W), C-contiguous (torch takes no negative strides)."""
-    return np.ascontiguousarray(check_images(images, "images", min_images=1, shape=plan["shape"]))
+    return np.ascontiguousarray(check_images(images, f"path step {step}", min_images=1, shape=plan["shape"]))
 
 
 def run_key(settings: StepSettings, plan: dict, step: int, seed: int, images: np.ndarray) -> str:
@@ -341,7 +341,7 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     started = time.perf_counter()
     settings = settings or StepSettings()
     check_plan(plan, step)
-    images = _plan_images(images, plan)
+    images = _plan_images(images, plan, step)
     shape, bounds = tuple(plan["shape"]), substep_bounds(plan, step)
     device = resolve_device(device)
     train_rows, val_rows = _split(len(images), settings.val_fraction, seed)
@@ -412,7 +412,7 @@ def score_step(critic: nn.Module, images, plan: dict, step: int, settings: StepS
     """
     settings = settings or StepSettings()
     check_plan(plan, step)
-    images = _plan_images(images, plan)
+    images = _plan_images(images, plan, step)
     _, val_rows = _split(len(images), settings.val_fraction, seed)
     device = next(critic.parameters(), torch.empty(0)).device
     x_val = torch.as_tensor(images.reshape(len(images), -1))[val_rows].to(device)
@@ -435,7 +435,7 @@ def step_values(critic: nn.Module | dict, plan: dict, step: int, images, device:
     Returns (n,) float64; Σ_k f_k(x) = F(x) = log p(x)/q(x) + const (the dual coordinate).
     """
     check_plan(plan, step)
-    images = _plan_images(images, plan)
+    images = _plan_images(images, plan, step)
     model = critic if isinstance(critic, nn.Module) else load_critic(critic, device)
     model_device = next(model.parameters()).device
     x = torch.as_tensor(images.reshape(len(images), -1)).to(model_device)

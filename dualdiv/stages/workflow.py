@@ -1,19 +1,20 @@
-"""What the Snakemake workflow needs from the library: data-set selection, merged
-per-stage settings, and the wrapper every ``workflow/scripts/*.py`` runs in.
+"""What the Snakefile needs from the library: the config check, data-set selection and merged
+per-stage settings (the scripts' wrapper is :mod:`dualdiv.stages.runner`).
 
 Kept free of Snakemake imports so it is testable on plain dicts.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Callable, Mapping
+import functools
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dualdiv.core.errors import ConfigError, DualdivError
+from dualdiv.core.errors import ConfigError
 from dualdiv.data.packages import resolve_path
+from dualdiv.stages.settings import deep_merge, default_config
 
 # Stages whose settings also carry the global seed (their outputs are random).
 _SEEDED_STAGES = {"tile", "estimate", "localize", "sample", "evaluate"}
@@ -36,6 +37,15 @@ def check_config(config: Mapping[str, Any], schema_path: str | Path) -> None:
         raise ConfigError(f"config: {where}: {error.message}")
 
 
+@functools.cache
+def _default_sections() -> str:
+    return json.dumps(default_config())
+
+
+def _defaults() -> dict:
+    return json.loads(_default_sections())  # a fresh copy: callers may change it
+
+
 def selected_datasets(config: Mapping[str, Any]) -> dict[str, dict]:
     """Data sets this run processes: ``datasets`` if it names any, else ``default_datasets``.
 
@@ -54,26 +64,16 @@ def selected_datasets(config: Mapping[str, Any]) -> dict[str, dict]:
 
 
 def dataset_settings(config: Mapping[str, Any], dataset: str, stage: str) -> dict:
-    """Settings of ``stage`` for ``dataset``: the global section updated by the data set's own.
+    """Settings of ``stage`` for ``dataset``: the defaults (:func:`dualdiv.stages.settings.default_config`)
+    updated by the config's global section, then by the data set's own.
 
     Seeded stages get ``seed`` from the top level, so the same config gives the
     same artifacts and changing the seed reruns exactly the seeded stages.
     """
     entry = selected_datasets(config)[dataset]
-    merged = deep_merge(config.get(stage) or {}, entry.get(stage) or {})
+    merged = deep_merge(deep_merge(_defaults().get(stage) or {}, config.get(stage)), entry.get(stage))
     if stage in _SEEDED_STAGES:
         merged["seed"] = config["seed"]
-    return merged
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
-    """``base`` updated by ``override``, nested mappings merged key by key."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
     return merged
 
 
@@ -86,24 +86,3 @@ def step_settings(config: Mapping[str, Any], dataset: str, step: int) -> dict:
     estimate = dataset_settings(config, dataset, "estimate")
     overrides = (estimate.get("steps") or {}).get(str(step)) or {}
     return deep_merge(estimate.get("training") or {}, overrides)
-
-
-def run_script(snakemake: Any, body: Callable[[Any], None]) -> None:
-    """Run a rule's script body with logging to the rule's log file.
-
-    A :class:`DualdivError` (bad input, bad config, corrupt artifact) is written
-    as one line to the log and stderr and exits with code 2 — no traceback.
-    """
-    log_path = Path(snakemake.log[0])
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[logging.FileHandler(log_path, mode="w"), logging.StreamHandler(sys.stderr)],
-        force=True,
-    )
-    try:
-        body(snakemake)
-    except DualdivError as exc:
-        logging.getLogger("dualdiv").error("%s", exc)
-        sys.exit(2)

@@ -171,5 +171,5 @@ def test_dual_refuses_steps_trained_on_another_plan(artifacts, tmp_path, one_tor
     with pytest.raises(InputError, match=r"step_1\.json: .*another plan.* rerun path_step"):
         write_dual(artifacts / "tiles.h5", reversed_plan, [str(tmp_path / f"step_{k}.pt") for k in (1, 2)],
                    [str(tmp_path / f"step_{k}.json") for k in (1, 2)], tmp_path / "dual.h5",
-                   tmp_path / "divergence.json", n_reference=20, device="cpu")
+                   tmp_path / "divergence.json", estimate={"n_reference": 20}, device="cpu")
     assert not (tmp_path / "dual.h5").exists()

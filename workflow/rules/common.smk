@@ -13,9 +13,10 @@ RESULTS = config["results"]
 
 
 
-def script_code(script):
-    """Hash of every dualdiv module workflow/scripts/{script}.py imports (a param: editing one reruns the rule)."""
-    return code_hash(str(Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py"))
+def script_code(script, *registries):
+    """Hash of every dualdiv module workflow/scripts/{script}.py imports (a param: editing one reruns the rule),
+    plus the modules of ``registries`` (packages whose modules are imported by name, e.g. the readers)."""
+    return code_hash(str(Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py"), *registries)
 
 
 def generator_code(wildcards):

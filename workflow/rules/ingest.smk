@@ -6,7 +6,7 @@ rule ingest:
         f"{RESULTS}/{{dataset}}/raw.nc",
     params:
         settings=settings("ingest"),
-        code=script_code("ingest"),
+        code=script_code("ingest", "dualdiv.data.readers.*"),
     log:
         "logs/{dataset}/ingest.log",
     conda:

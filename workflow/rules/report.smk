@@ -30,7 +30,7 @@ rule evaluate:
     output:
         f"{RESULTS}/{{dataset}}/eval/{{method}}.json",
     params:
-        seed=config["seed"],
+        evaluate=settings("evaluate"),
         code=script_code("evaluate"),
     log:
         "logs/{dataset}/evaluate_{method}.log",

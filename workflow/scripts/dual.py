@@ -4,7 +4,7 @@ import json
 import torch
 
 from dualdiv.stages.path import write_dual
-from dualdiv.stages.workflow import run_script
+from dualdiv.stages.runner import run_script
 
 
 def main(smk):

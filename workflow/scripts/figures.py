@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from dualdiv.stages.figures import write_figures
-from dualdiv.stages.workflow import run_script
+from dualdiv.stages.runner import run_script
 
 
 def main(smk):

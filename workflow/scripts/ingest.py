@@ -3,7 +3,7 @@ import json
 
 from dualdiv.data.ingest import IngestSettings
 from dualdiv.stages.ingest import ingest
-from dualdiv.stages.workflow import run_script
+from dualdiv.stages.runner import run_script
 
 
 def main(smk):

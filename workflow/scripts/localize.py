@@ -3,7 +3,7 @@ import json
 
 from dualdiv.estimators.clusters import ClusterSettings
 from dualdiv.stages.localize import write_clusters
-from dualdiv.stages.workflow import run_script
+from dualdiv.stages.runner import run_script
 
 
 def main(smk):

@@ -1,6 +1,6 @@
 """Rule path_plan: tiles.h5 → path/plan.json."""
 from dualdiv.stages.path import write_plan
-from dualdiv.stages.workflow import run_script
+from dualdiv.stages.runner import run_script
 
 
 def main(smk):

@@ -5,7 +5,7 @@ import torch
 
 from dualdiv.estimators.path import StepSettings
 from dualdiv.stages.path import write_step
-from dualdiv.stages.workflow import run_script
+from dualdiv.stages.runner import run_script
 
 
 def main(smk):

@@ -4,8 +4,8 @@ import json
 import torch
 
 from dualdiv.generators import WALKS, resolve_method
+from dualdiv.stages.runner import run_script
 from dualdiv.stages.sample import walk_inputs, write_samples
-from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

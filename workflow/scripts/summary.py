@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from dualdiv.stages.evaluate import write_summary
-from dualdiv.stages.workflow import run_script
+from dualdiv.stages.runner import run_script
 
 
 def main(smk):

@@ -2,8 +2,8 @@
 import json
 
 from dualdiv.data.tiles import TileSettings
+from dualdiv.stages.runner import run_script
 from dualdiv.stages.tile import tile
-from dualdiv.stages.workflow import run_script
 
 
 def main(smk):

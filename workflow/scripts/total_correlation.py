@@ -4,7 +4,7 @@ import json
 import torch
 
 from dualdiv.stages.evaluate import write_tc
-from dualdiv.stages.workflow import run_script
+from dualdiv.stages.runner import run_script
 
 
 def main(smk):

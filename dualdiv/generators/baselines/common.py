@@ -14,83 +14,35 @@ The three neural baselines share one shape of network and one training budget:
   is (nearly) stationary, so weight sharing along it is the right prior; a 1-D
   convolution mixes every channel in every layer and works for any width W.
 - **Matched budget**: ``max_iterations`` optimiser steps (for WGAN-GP: generator
-  steps) and optionally ``max_seconds`` of training wall time, whichever ends first.
-  The fitted ``iterations_`` and ``train_seconds_`` are recorded. With
-  ``max_seconds=None`` training is deterministic on CPU for a seed (same torch
-  build and thread count); a binding wall-time limit makes it machine-dependent.
-  Every random draw goes through seeded generators inside a forked torch RNG,
-  so the caller's global RNG state is untouched.
+  steps) and optionally ``max_seconds`` of training wall time, whichever ends first
+  (the loop is :func:`dualdiv.core.training.train`). The fitted ``iterations_``,
+  ``train_seconds_`` and ``loss_curve_`` (the loss of iterations 1, 51, 101, …) are
+  recorded. With ``max_seconds=None`` training is deterministic on CPU for a seed
+  (same torch build and thread count); a binding wall-time limit makes it
+  machine-dependent. Every random draw goes through seeded generators inside a
+  forked torch RNG (:func:`dualdiv.core.training.seeded`), so the caller's global
+  RNG state is untouched.
 - **Threads**: ``threads`` torch intra-op threads while fitting and sampling
-  (default 1, restored afterwards). On the 2-core machine these budgets were set
-  on, with other jobs running, 2 threads made training 20–40× *slower* in wall
-  time (DDPM 200 iterations: 7 s on 1 thread, 168 s on 2) — the threads spin
-  waiting for a busy core; Snakemake running jobs side by side is that case.
+  (default 1, restored afterwards; :func:`dualdiv.core.training.torch_threads`).
+  On the 2-core machine these budgets were set on, with other jobs running, 2
+  threads made training 20–40× *slower* in wall time (DDPM 200 iterations: 7 s on
+  1 thread, 168 s on 2) — the threads spin waiting for a busy core; Snakemake
+  running jobs side by side is that case.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
-from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.errors import ConfigError
+from dualdiv.core.training import LoopSettings, torch_threads, train
 from dualdiv.generators import Generator
 
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[torch.Generator]:
-    """Fork the global torch RNG (restored afterwards), seed it, and yield a generator seeded alike."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield torch.Generator().manual_seed(seed)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run torch with ``threads`` intra-op threads, restoring the previous number afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def torch_generator(rng: np.random.Generator) -> torch.Generator:
-    """A torch generator seeded from a numpy generator (one draw from it)."""
-    return torch.Generator().manual_seed(int(rng.integers(2**62)))
-
-
-def check_training_images(key: str, images) -> np.ndarray:
-    """(n, H, W) finite float32 with n ≥ 2, else InputError."""
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim != 3 or len(x) < 2:
-        raise InputError(f"{key}: expected training images (n ≥ 2, H, W), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise InputError(f"{key}: training images contain NaN or infinite values")
-    return x
-
-
-def run_budget(step: Callable[[int], float], max_iterations: int, max_seconds: float | None,
-               record_every: int = 50) -> tuple[int, float, list[float]]:
-    """Call ``step(iteration)`` (returns a loss) until the iteration or wall-time budget is spent.
-
-    Returns (iterations done, seconds, the loss every ``record_every`` iterations).
-    """
-    start, losses, done = time.perf_counter(), [], 0
-    for iteration in range(max_iterations):
-        if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-            break
-        loss = step(iteration)
-        done = iteration + 1
-        if iteration % record_every == 0:
-            losses.append(float(loss))
-    return done, time.perf_counter() - start, losses
+RECORD_EVERY = 50  # iterations between the recorded losses of ``loss_curve_``
 
 
 def conv_lengths(width: int, n_down: int = 2) -> int:
@@ -160,9 +112,14 @@ class TorchBaseline(Generator):
         size = min(self.batch_size, len(data))
         return data[torch.randperm(len(data), generator=generator)[:size]]
 
-    def _record(self, iterations: int, seconds: float, losses: list[float]) -> None:
-        self.iterations_, self.train_seconds_, self.loss_curve_ = iterations, seconds, losses
+    def _train(self, step: Callable[[], float | torch.Tensor], model: nn.Module) -> None:
+        """Run ``step`` (one optimiser step → loss) for the budget; record iterations, seconds and losses.
+
+        model: the network sampled from, in eval mode afterwards.
+        """
+        budget = LoopSettings(self.max_iterations, self.max_seconds, record_every=RECORD_EVERY)
+        result = train(step, budget, model=model)
+        self.iterations_, self.train_seconds_, self.loss_curve_ = result.iterations, result.seconds, result.losses
 
 
-
-__all__ = ["TorchBaseline", "seeded", "torch_generator", "torch_threads"]
+__all__ = ["Decoder1d", "Encoder1d", "TorchBaseline", "conv_lengths"]

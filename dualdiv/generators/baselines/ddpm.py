@@ -28,16 +28,11 @@ import math
 import torch
 from torch import nn
 
+from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError
+from dualdiv.core.training import descend, seeded, torch_generator, torch_threads
 from dualdiv.generators.base import register
-from dualdiv.generators.baselines.common import (
-    TorchBaseline,
-    check_training_images,
-    run_budget,
-    seeded,
-    torch_generator,
-    torch_threads,
-)
+from dualdiv.generators.baselines.common import TorchBaseline
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -115,7 +110,7 @@ class DDPM(TorchBaseline):
                               dtype=torch.float64).clamp(max=0.999)
 
     def fit(self, images, seed=0):
-        x = torch.from_numpy(check_training_images(self.key, images))
+        x = torch.from_numpy(check_images(images, self.key))
         self.shape_ = tuple(x.shape[1:])
         betas = self._schedule()
         self.alpha_bar_ = torch.cumprod(1 - betas, dim=0).float()  # (T,)
@@ -124,19 +119,14 @@ class DDPM(TorchBaseline):
             self.net_ = NoiseNet(self.shape_[0], self.shape_[1], self.hidden)
             optimizer = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
 
-            def step(_):
+            def step():
                 x0 = self._batch(x, generator)
                 t = torch.randint(self.diffusion_steps, (len(x0),), generator=generator)
                 noise = torch.randn(x0.shape, generator=generator)
                 a = self.alpha_bar_[t][:, None, None]
-                loss = ((self.net_(a.sqrt() * x0 + (1 - a).sqrt() * noise, t) - noise) ** 2).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                return loss.item()
+                return descend(optimizer, ((self.net_(a.sqrt() * x0 + (1 - a).sqrt() * noise, t) - noise) ** 2).mean())
 
-            self._record(*run_budget(step, self.max_iterations, self.max_seconds))
-        self.net_.eval()
+            self._train(step, self.net_)
         return self
 
     def _sample(self, n, rng):

@@ -36,9 +36,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError
 from dualdiv.generators.base import Generator, register
-from dualdiv.generators.baselines.common import check_training_images
 
 SCHEMES = ("split", "euler")
 
@@ -86,7 +86,7 @@ class SBLangevin(Generator):
         self.scheme = scheme
 
     def fit(self, images, seed=0):
-        x = check_training_images(self.key, images)
+        x = check_images(images, self.key)
         self.shape_ = x.shape[1:]
         self.train_ = x.reshape(len(x), -1).astype(np.float64)  # (M, d)
         sq = squared_distances(self.train_, self.train_)

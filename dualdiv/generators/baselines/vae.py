@@ -20,18 +20,11 @@ import math
 import torch
 from torch import nn
 
+from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError
+from dualdiv.core.training import descend, seeded, torch_generator, torch_threads
 from dualdiv.generators.base import register
-from dualdiv.generators.baselines.common import (
-    Decoder1d,
-    Encoder1d,
-    TorchBaseline,
-    check_training_images,
-    run_budget,
-    seeded,
-    torch_generator,
-    torch_threads,
-)
+from dualdiv.generators.baselines.common import Decoder1d, Encoder1d, TorchBaseline
 
 
 class VAENet(nn.Module):
@@ -74,21 +67,13 @@ class VAE(TorchBaseline):
         self.decoder_noise = bool(decoder_noise)
 
     def fit(self, images, seed=0):
-        x = torch.from_numpy(check_training_images(self.key, images))
+        x = torch.from_numpy(check_images(images, self.key))
         self.shape_ = tuple(x.shape[1:])
         with seeded(seed) as generator, torch_threads(self.threads):
             self.net_ = VAENet(self.shape_[0], self.shape_[1], self.latent, self.hidden)
             optimizer = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
-
-            def step(_):
-                loss = self.net_.neg_elbo(self._batch(x, generator), generator)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                return loss.item()
-
-            self._record(*run_budget(step, self.max_iterations, self.max_seconds))
-        self.net_.eval()
+            self._train(lambda: descend(optimizer, self.net_.neg_elbo(self._batch(x, generator), generator)),
+                        self.net_)
         return self
 
     def _sample(self, n, rng):

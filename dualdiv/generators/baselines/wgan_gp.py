@@ -15,18 +15,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError
+from dualdiv.core.training import descend, seeded, torch_generator, torch_threads
 from dualdiv.generators.base import register
-from dualdiv.generators.baselines.common import (
-    Decoder1d,
-    Encoder1d,
-    TorchBaseline,
-    check_training_images,
-    run_budget,
-    seeded,
-    torch_generator,
-    torch_threads,
-)
+from dualdiv.generators.baselines.common import Decoder1d, Encoder1d, TorchBaseline
 
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
@@ -59,7 +52,7 @@ class WGANGP(TorchBaseline):
         self.penalty = float(penalty)
 
     def fit(self, images, seed=0):
-        x = torch.from_numpy(check_training_images(self.key, images))
+        x = torch.from_numpy(check_images(images, self.key))
         self.shape_ = tuple(x.shape[1:])
         channels, width = self.shape_
         with seeded(seed) as generator, torch_threads(self.threads):
@@ -68,25 +61,18 @@ class WGANGP(TorchBaseline):
             opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.lr, betas=(0.5, 0.9))
             opt_d = torch.optim.Adam(self.critic_.parameters(), lr=self.lr, betas=(0.5, 0.9))
 
-            def step(_):
+            def step():
                 for _ in range(self.n_critic):
                     real = self._batch(x, generator)
                     with torch.no_grad():
                         fake = self.generator_(torch.randn((len(real), self.latent), generator=generator))
-                    loss_d = (self.critic_(fake).mean() - self.critic_(real).mean()
-                              + self.penalty * gradient_penalty(self.critic_, real, fake, generator))
-                    opt_d.zero_grad()
-                    loss_d.backward()
-                    opt_d.step()
+                    loss_d = descend(opt_d, self.critic_(fake).mean() - self.critic_(real).mean()
+                                     + self.penalty * gradient_penalty(self.critic_, real, fake, generator))
                 fake = self.generator_(torch.randn((min(self.batch_size, len(x)), self.latent), generator=generator))
-                loss_g = -self.critic_(fake).mean()
-                opt_g.zero_grad()
-                loss_g.backward()
-                opt_g.step()
-                return loss_d.item()  # critic loss ≈ −(Wasserstein estimate) + penalty
+                descend(opt_g, -self.critic_(fake).mean())
+                return loss_d  # critic loss ≈ −(Wasserstein estimate) + penalty
 
-            self._record(*run_budget(step, self.max_iterations, self.max_seconds))
-        self.generator_.eval()
+            self._train(step, self.generator_)  # the critic needs no mode: it has no dropout or normalisation
         return self
 
     def _sample(self, n, rng):

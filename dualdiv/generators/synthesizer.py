@@ -1,0 +1,64 @@
+"""Physical units in, physical units out: any generator on an in-memory array, no files.
+
+:class:`Synthesizer` z-scores each channel with the statistics of the array it is
+fitted on — exactly as the tile stage does with the training split
+(:func:`dualdiv.data.tiles.channel_stats`, :func:`~dualdiv.data.tiles.normalise`) — fits
+the generator on the normalised images, and maps its samples back with
+:func:`~dualdiv.data.tiles.to_physical`. The walks also get a
+:class:`~dualdiv.estimators.dualspace.DualSpace` fitted on the same images.
+
+>>> synth = Synthesizer("dualdiv", seed=0).fit(x)   # x: (n, channels, time), e.g. µV
+>>> new = synth.sample(50)                          # (50, channels, time), µV
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from dualdiv.core.errors import InputError
+from dualdiv.data.tiles import channel_stats, normalise, to_physical
+from dualdiv.generators.base import WALKS, make_generator, resolve_key
+
+
+class Synthesizer:
+    """A generator by key, fitted on physical-unit series and sampling in the same units.
+
+    method: a generator key (``dualdiv`` = the default variant, see :func:`dualdiv.make_generator`).
+    seed: seeds the fit (and the dual space of the walks). settings: the generator's
+    constructor settings (its defaults are the pipeline's). space: the DualSpace
+    settings for the walks (:meth:`dualdiv.DualSpace.from_config` keys).
+
+    Fitted attributes: ``generator_`` (the fitted generator), ``channel_mean_``,
+    ``channel_std_`` (H,), ``constant_channels_`` (indices), ``space_`` (walks only),
+    ``records_`` (provenance of the last :meth:`sample`).
+    """
+
+    def __init__(self, method: str = "dualdiv", seed: int = 0, space: Mapping | None = None, **settings):
+        self.method, self.seed, self.space, self.settings = method, seed, space, settings
+
+    def fit(self, x) -> Synthesizer:
+        """x: (n, channels, time) or (n, time) in physical units, n ≥ 2, finite; returns self."""
+        x = np.asarray(x, dtype=np.float64)
+        x = x[:, None, :] if x.ndim == 2 else x
+        if x.ndim != 3 or len(x) < 2:
+            raise InputError(f"x: expected (n, channels, time) with n ≥ 2, got shape {np.shape(x)}")
+        if not np.isfinite(x).all():
+            raise InputError("x: contains NaN or infinite values")
+        self.channel_mean_, self.channel_std_, self.constant_channels_ = channel_stats(x)
+        images = normalise(x, self.channel_mean_, self.channel_std_)
+        key = resolve_key(self.method)
+        walk = {}
+        if key in WALKS:
+            from dualdiv.estimators.dualspace import DualSpace
+
+            self.space_ = DualSpace.from_config(dict(self.space or {}), seed=self.seed).fit(images)
+            walk = {"space": self.space_}
+        self.generator_ = make_generator(key, **self.settings).fit(images, self.seed, **walk)
+        return self
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n new series (n, channels, time) float64 in the units of the fitted array."""
+        images, self.records_ = self.generator_.sample(n, self.seed if seed is None else seed)
+        return to_physical(images, self.channel_mean_, self.channel_std_)
