@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dualdiv.core.errors import InputError
+from dualdiv.estimators.neural_dv import heldout_dv
 from dualdiv.evaluation.metrics import (
     EvalSettings,
     c2st_auc,
@@ -15,7 +16,6 @@ from dualdiv.evaluation.metrics import (
     distinct_rows,
     evaluate,
     gaussian_tc,
-    heldout_dv,
     knn_entropy,
     knn_kl_divergence,
     memorisation,

@@ -11,9 +11,9 @@ import torch
 
 from dualdiv.core.errors import ConfigError, InputError
 from dualdiv.estimators.critics import ConvCritic, CriticSettings, critic_input, substep_input
+from dualdiv.estimators.dualspace import estimate_tc
 from dualdiv.estimators.path import (
     StepSettings,
-    estimate_tc,
     load_critic,
     make_plan,
     pixel_rank,
@@ -223,7 +223,7 @@ def test_step_worse_than_a_constant_critic_falls_back_to_zero():
 def test_dual_function_value_and_gradient_match_autograd_over_all_steps():
     """F = Σ_k f_k from the step states, in memory-light batches, against plain autograd on the
     whole-image critic; and F agrees with the per-step values written to dual.h5."""
-    from dualdiv.estimators.dualspace import DualFunction
+    from dualdiv.estimators.dual_function import DualFunction
 
     shape = (3, 10)
     plan = make_plan(shape, n_blocks=2, order="time")

@@ -25,52 +25,14 @@ the main guard.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from dualdiv.core.errors import ConfigError
+from dualdiv.estimators.settings import KINDS, CriticSettings  # noqa: F401  (part of this module's API)
 
 N_PLANES = 4
-KINDS = ("auto", "conv", "mlp")
-
-
-@dataclass(frozen=True)
-class CriticSettings:
-    """Architecture and regularisation of a critic.
-
-    kind: "conv", "mlp", or "auto" (the caller decides: conv for (n, C, T) images,
-        mlp for (n, d) vectors — see :func:`dualdiv.estimators.path.estimate_tc`).
-    channels, kernel, conv_layers: conv critic width, square kernel size (odd), depth.
-    hidden, mlp_layers, dropout: MLP width, depth, dropout rate (MLP only).
-    spectral_norm: spectrally normalise every layer.
-    weight_decay: decoupled (AdamW) weight decay used when training the critic.
-    """
-
-    kind: str = "auto"
-    channels: int = 16
-    kernel: int = 3
-    conv_layers: int = 2
-    hidden: int = 256
-    mlp_layers: int = 2
-    dropout: float = 0.1
-    spectral_norm: bool = False
-    weight_decay: float = 0.01
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ConfigError(f"critic.kind: must be one of {KINDS}, got {self.kind!r}")
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise ConfigError(f"critic.kernel: must be odd and ≥ 1, got {self.kernel}")
-        if min(self.channels, self.conv_layers, self.hidden, self.mlp_layers) < 1:
-            raise ConfigError("critic.channels, conv_layers, hidden, mlp_layers: must be ≥ 1")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"critic.dropout: must be in [0, 1), got {self.dropout}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"critic.weight_decay: must be ≥ 0, got {self.weight_decay}")
 
 
 def critic_input(x: torch.Tensor, m_prev: torch.Tensor, m_blk: torch.Tensor, shape) -> torch.Tensor:

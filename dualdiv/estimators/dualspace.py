@@ -28,70 +28,21 @@ import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dualdiv.core.errors import ConfigError, InputError, OutputError
 from dualdiv.estimators.clusters import ClusterSettings, find_clusters
-from dualdiv.estimators.divergence import sample_marginals
-from dualdiv.estimators.path import (
-    StepSettings,
-    check_plan,
-    combine_steps,
-    load_critic,
-    make_plan,
-    pixel_rank,
-    step_values,
-    substep_bounds,
-    summed_substep_values,
-    train_step,
-)
+from dualdiv.estimators.settings import StepSettings, resolve_critic
+
+# torch and the path's modules are imported where a space is fitted or evaluated, so that
+# ``from dualdiv import DualSpace`` costs no torch import.
 
 # Quantile of F on reference (product-of-marginals) samples used as the lower end of the dual window.
 LO_QUANTILE = 0.99
 _FORMAT = "dualdiv.DualSpace/1"
-
-
-class DualFunction(torch.nn.Module):
-    """F(x) = Σ_k Σ_{j ∈ B_k} f_k(x; sub-step j) and its gradient, as a torch module.
-
-    plan: the path plan; states: the step critics' states in step order 1..K.
-    forward: x (B, H, W) → (B,) in x's dtype. value_and_grad: (F(x), ∇F(x)) without keeping
-    the whole graph. Cost: one critic pass per pixel sub-step, on a window around the pixel
-    for the conv critic (:meth:`dualdiv.estimators.critics.ConvCritic.substep_values`).
-    """
-
-    def __init__(self, plan: dict, states: Sequence[dict], device: str = "auto"):
-        super().__init__()
-        self.shape = tuple(plan["shape"])
-        self.critics = torch.nn.ModuleList(load_critic(state, device) for state in states)
-        for critic in self.critics:
-            critic.requires_grad_(False)
-        self.register_buffer("rank", pixel_rank(plan).to(self.device))
-        self.bounds = [substep_bounds(plan, k) for k in range(1, len(states) + 1)]
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.critics[0].parameters()).device
-
-    def _summed(self, x: torch.Tensor, gradient: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        flat = x.reshape(len(x), -1).to(self.device)  # (B, P)
-        value, grad = torch.zeros(len(x), dtype=torch.float64, device=self.device), None
-        for critic, bounds in zip(self.critics, self.bounds, strict=True):
-            step_value, step_grad = summed_substep_values(critic, flat, self.rank, bounds, self.shape, gradient)
-            value = value + step_value
-            grad = step_grad if grad is None else grad + step_grad
-        return value.to(x.dtype), None if grad is None else grad.reshape(x.shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._summed(x, gradient=False)[0]
-
-    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(F(x) (B,), ∇F(x) (B, H, W)) for images x (B, H, W)."""
-        return self._summed(x, gradient=True)
 
 
 class DualSpace:
@@ -159,9 +110,7 @@ class DualSpace:
             if critic:
                 merged["critic"] = {**merged["critic"], **critic}
             base = StepSettings(**{**merged, **override})
-        if base.critic.kind == "auto":
-            base = replace(base, critic=replace(base.critic, kind="mlp" if vectors else "conv"))
-        return base
+        return resolve_critic(base, vectors)
 
     # ------------------------------------------------------------------ fitting
 
@@ -187,6 +136,8 @@ class DualSpace:
 
     def fit(self, images) -> DualSpace:
         """Train every path step on ``images`` (n, H, W) or (n, d) and compute the dual window; returns self."""
+        from dualdiv.estimators.path import make_plan, train_step
+
         x = self._as_images(images, fitting=True)
         plan = make_plan(x.shape[1:], self.n_blocks, self.order, self.seed, self.substeps)
         pieces = [train_step(x, plan, k, self.step_settings(k, self.vectors_), self.seed, device=self.device,
@@ -199,6 +150,8 @@ class DualSpace:
         images: the images the steps were trained on (n, H, W); plan: their plan;
         states/records: :func:`~dualdiv.estimators.path.train_step`'s outputs in step order 1..K.
         """
+        from dualdiv.estimators.path import check_plan
+
         x = self._as_images(images, fitting=True)
         if len(states) != len(plan["blocks"]) or len(records) != len(states):
             raise InputError(f"plan has {len(plan['blocks'])} steps but {len(states)} critics and "
@@ -209,6 +162,11 @@ class DualSpace:
         return self._assemble(x, plan, list(states), list(records))
 
     def _assemble(self, x: np.ndarray, plan: dict, states: list[dict], records: list[dict]) -> DualSpace:
+        import torch
+
+        from dualdiv.estimators.divergence import sample_marginals
+        from dualdiv.estimators.path import combine_steps
+
         self.plan_, self.critic_states_, self.steps_ = plan, states, records
         self.shape_ = tuple(int(v) for v in plan["shape"])
         total = combine_steps(records)
@@ -227,6 +185,8 @@ class DualSpace:
         return self
 
     def _build_critics(self) -> None:
+        from dualdiv.estimators.path import load_critic
+
         self.critics_ = [load_critic(state, self.device) for state in self.critic_states_]
 
     # ------------------------------------------------------------------ the dual coordinate
@@ -236,6 +196,8 @@ class DualSpace:
             raise ConfigError("this DualSpace is not fitted yet: call fit(images) or DualSpace.load(folder)")
 
     def _step_values(self, x: np.ndarray) -> np.ndarray:
+        from dualdiv.estimators.path import step_values
+
         return np.stack([step_values(critic, self.plan_, k, x) for k, critic in enumerate(self.critics_, 1)], axis=1)
 
     def step_values(self, images) -> np.ndarray:
@@ -247,13 +209,18 @@ class DualSpace:
         """The dual coordinate F(x) = Σ_k f_k(x) of each image: (n,) float64."""
         return self.step_values(images).sum(axis=1)
 
-    def dual_function(self) -> DualFunction:
-        """F as a differentiable torch module on the critics' inputs (standardised when ``standardise``)."""
+    def dual_function(self):
+        """F as a differentiable torch module (:class:`~dualdiv.estimators.dual_function.DualFunction`)
+        on the critics' inputs (standardised when ``standardise``)."""
+        from dualdiv.estimators.dual_function import DualFunction
+
         self._check_fitted()
         return DualFunction(self.plan_, self.critic_states_, self.device)
 
     def gradient(self, images) -> np.ndarray:
         """∇F(x) with respect to the images as given: same shape as ``images``, float32."""
+        import torch
+
         self._check_fitted()
         x = self._as_images(images, fitting=False)
         _, grad = self.dual_function().value_and_grad(torch.as_tensor(x))
@@ -291,6 +258,8 @@ class DualSpace:
         Written into a temporary folder beside it and renamed, so a killed save leaves the
         previous version or nothing, never a mix.
         """
+        import torch
+
         from dualdiv.core.io import atomic_output, write_json
 
         self._check_fitted()
@@ -319,6 +288,8 @@ class DualSpace:
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str | None = None) -> DualSpace:
         """A space written by :meth:`save`; F of the loaded space equals F of the saved one exactly."""
+        import torch
+
         folder = Path(folder)
         try:
             content = json.loads((folder / "dualspace.json").read_text())

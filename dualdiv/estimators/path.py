@@ -34,7 +34,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -45,67 +45,12 @@ from dualdiv.core.errors import ConfigError, InputError
 from dualdiv.core.training import Checkpoint, LoopSettings, descend, resolve_device, seeded, train
 from dualdiv.estimators.critics import ConstantCritic, CriticSettings, build_critic, substep_input
 from dualdiv.estimators.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
+from dualdiv.estimators.settings import StepSettings
 
 ORDERS = ("time", "random", "channel", "patch")
 SUBSTEPS = ("pixel", "block")
 _STREAMS = {"split": 0, "init": 1, "batches": 2, "validation": 3, "final": 4, "eval_pick": 5}
 _MAX_ELEMENTS = 2**20  # rows × pixels per critic forward pass when scoring (caps memory near 100 MB)
-
-
-@dataclass(frozen=True)
-class StepSettings:
-    """How one path step's critic is trained and scored (DESIGN §5.2 second calibration).
-
-    critic: architecture and regularisation (a dict is accepted, e.g. from a config file).
-    max_iterations: iteration budget (Adam steps).
-    substeps_per_batch, rows_per_substep, q_per_p: each iteration sums the DV bounds of
-        this many random sub-steps, each on this many data rows and q_per_p resampled
-        rows per data row.
-    learning_rate: AdamW learning rate (weight decay from ``critic.weight_decay``).
-    val_fraction: share of the images held out for validation and the final score.
-    eval_every, patience: validate every eval_every iterations; stop after ``patience``
-        validations without improving the best summed validation bound.
-    eval_substeps: validate on a fixed seeded subset of at most this many sub-steps
-        (the sum rescaled to the whole block); None uses all.
-    eval_resamplings: resampled Q rows per validation image in each validation (fixed).
-    final_resamplings: fresh resamplings of the validation split for the final score.
-    checkpoint_every: iterations between checkpoints (when a checkpoint path is given).
-    on_failed_critic: what a step does when its trained critic's held-out bound is not above
-        0 (NaN, diverged, or worse than a constant): "constant" falls back to f_k = 0 (D_k = 0,
-        recorded with the reason), "error" stops with an InputError.
-    """
-
-    critic: CriticSettings = field(default_factory=CriticSettings)
-    max_iterations: int = 3000
-    substeps_per_batch: int = 8
-    rows_per_substep: int = 64
-    q_per_p: int = 2
-    learning_rate: float = 3e-3
-    val_fraction: float = 0.2
-    eval_every: int = 100
-    patience: int = 5
-    eval_substeps: int | None = 64
-    eval_resamplings: int = 4
-    final_resamplings: int = 20
-    checkpoint_every: int = 100
-    on_failed_critic: str = "constant"
-
-    def __post_init__(self):
-        if isinstance(self.critic, dict):
-            object.__setattr__(self, "critic", CriticSettings(**self.critic))
-        positive = ("max_iterations", "substeps_per_batch", "rows_per_substep", "q_per_p", "eval_every",
-                    "patience", "eval_resamplings", "final_resamplings", "checkpoint_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"path.{name}: must be ≥ 1, got {getattr(self, name)}")
-        if self.eval_substeps is not None and self.eval_substeps < 1:
-            raise ConfigError(f"path.eval_substeps: must be ≥ 1 or null, got {self.eval_substeps}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"path.val_fraction: must be in (0, 1), got {self.val_fraction}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"path.learning_rate: must be > 0, got {self.learning_rate}")
-        if self.on_failed_critic not in ("constant", "error"):
-            raise ConfigError(f"path.on_failed_critic: must be 'constant' or 'error', got {self.on_failed_critic!r}")
 
 
 # ---------------------------------------------------------------------------- plan
@@ -471,28 +416,3 @@ def standardise_pixels(x: np.ndarray) -> np.ndarray:
     """Each pixel z-scored across samples (TC is invariant to it); constant pixels become 0."""
     std = x.std(axis=0)
     return ((x - x.mean(axis=0)) / np.where(std > 0, std, 1)).astype(np.float32)
-
-
-def estimate_tc(x, n_blocks: int = 1, order: str = "time", seed: int = 0,
-                settings: StepSettings | None = None, substeps: str = "pixel", device: str = "auto",
-                progress: bool = False) -> dict:
-    """Total correlation of x (nats): plan plus every path step, in memory.
-
-    x: (n, d) vectors — treated as (n, 1, d) images with the MLP critic when the critic
-    kind is "auto" — or (n, C, T) images (conv critic). Each pixel is z-scored first.
-    Returns {"tc", "stderr", "min_ess", "steps": [per-step records], "n_blocks", "order", "substeps"}.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim not in (2, 3):
-        raise InputError(f"x must be (n, d) or (n, C, T), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise InputError("x contains NaN or infinite values")
-    settings = settings or StepSettings()
-    if settings.critic.kind == "auto":
-        settings = replace(settings, critic=replace(settings.critic, kind="mlp" if x.ndim == 2 else "conv"))
-    images = standardise_pixels(x[:, None, :] if x.ndim == 2 else x)
-    plan = make_plan(images.shape[1:], n_blocks, order, seed, substeps)
-    records = [train_step(images, plan, k, settings, seed, device=device, progress=progress)[1]
-               for k in range(1, n_blocks + 1)]
-    return {**combine_steps(records), "min_ess": min(r["min_ess"] for r in records), "steps": records,
-            "n_blocks": n_blocks, "order": order, "substeps": substeps}

@@ -72,21 +72,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
-from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError, InputError
-from dualdiv.core.training import LoopSettings, descend, seeded, torch_threads
-from dualdiv.core.training import train as train_loop  # ``train`` names the training images here
-from dualdiv.estimators.divergence import dv_bound, dv_stderr
 from dualdiv.estimators.features import (  # noqa: F401  (metrics of these features)
     FeatureSpace,
     autocorrelations,
@@ -113,43 +107,6 @@ FEATURE_SETS = ("spectra", "correlation", "raw", "features", "combined")
 # ----------------------------------------------------------------------------- neural DV
 
 
-class _DVCritic(nn.Module):
-    """(B, d) → (B,): spectrally normalised ELU MLP, 1-Lipschitz times ``lipschitz``."""
-
-    def __init__(self, d: int, hidden: int, lipschitz: float):
-        super().__init__()
-        self.lipschitz = lipschitz
-        self.net = nn.Sequential(spectral_norm(nn.Linear(d, hidden)), nn.ELU(),
-                                 spectral_norm(nn.Linear(hidden, hidden)), nn.ELU(),
-                                 spectral_norm(nn.Linear(hidden, 1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lipschitz * self.net(x).squeeze(-1)
-
-
-def heldout_dv(fit_a, fit_b, score_a, score_b, seed: int = 0, iterations: int = 300, hidden: int = 64,
-               lr: float = 1e-2, lipschitz: float = 2.0) -> dict:
-    """DV estimate of D(A‖B) in nats from a critic fitted on one pair of sample sets and scored on another.
-
-    fit_a (n, d), fit_b (m, d): samples the critic is trained on (full batch, Adam,
-    ``iterations`` steps maximising the DV bound); score_a, score_b (≥ 2 each): held-out
-    samples the bound is evaluated on. Returns {"kl", "stderr"} (delta-method stderr
-    with the critic held fixed).
-    """
-    as_tensor = lambda v: torch.as_tensor(_flat(v), dtype=torch.float32)  # noqa: E731
-    fa, fb, sa, sb = (as_tensor(v) for v in (fit_a, fit_b, score_a, score_b))
-    if min(len(fa), len(fb)) < 1 or min(len(sa), len(sb)) < 2:
-        raise InputError("held-out DV needs ≥ 1 fitting and ≥ 2 scoring samples on each side")
-    with seeded(seed), torch_threads(1):  # one thread: a tiny MLP only loses to thread overhead
-        critic = _DVCritic(fa.shape[1], hidden, lipschitz)
-        optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
-        train_loop(lambda: descend(optimizer, -dv_bound(critic(fa), critic(fb))), LoopSettings(iterations),
-                   model=critic)
-        with torch.no_grad():
-            va, vb = critic(sa).double().numpy(), critic(sb).double().numpy()
-    return {"kl": float(dv_bound(va, vb)), "stderr": float(dv_stderr(va, vb))}
-
-
 def dv_kl(generated, train, test, reverse: bool = False, seed: int = 0, **critic) -> dict:
     """Held-out neural DV estimate of KL(generated‖real), or KL(real‖generated) with ``reverse``.
 
@@ -160,6 +117,8 @@ def dv_kl(generated, train, test, reverse: bool = False, seed: int = 0, **critic
     images for fitting gives the critic 4× the real samples of a split test set).
     Returns {"kl", "stderr"}: the mean of the two folds, stderr √(se₁² + se₂²)/2.
     """
+    from dualdiv.estimators.neural_dv import heldout_dv  # torch: imported when a DV metric is computed
+
     gen = _flat(generated)
     if len(gen) < 4:
         raise InputError("neural DV needs at least 4 generated samples")

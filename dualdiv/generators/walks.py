@@ -85,7 +85,7 @@ def walk(F: torch.nn.Module, x0: np.ndarray, targets: np.ndarray, step_size: flo
 
 def value_and_grad(F: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(F(x), ∇F(x)), detached; through ``F.value_and_grad`` where F has one (the memory-light
-    :class:`dualdiv.stages.path.DualFunction`), else through autograd."""
+    :class:`dualdiv.estimators.dual_function.DualFunction`), else through autograd."""
     if hasattr(F, "value_and_grad"):
         return F.value_and_grad(x)
     x = x.detach().requires_grad_(True)

@@ -26,7 +26,8 @@ from dualdiv.core.errors import InputError
 from dualdiv.core.io import atomic_output, provenance, sha256_file
 from dualdiv.data.samples import load_samples
 from dualdiv.data.tiles import load_tiles
-from dualdiv.estimators.path import StepSettings, estimate_tc
+from dualdiv.estimators.dualspace import estimate_tc
+from dualdiv.estimators.settings import StepSettings
 from dualdiv.evaluation.metrics import EvalSettings, evaluate, reliability, tc_fields
 
 REFERENCES = ("copy", "interpolate", "marginals")

@@ -31,7 +31,8 @@ from dualdiv.core.errors import InputError
 from dualdiv.core.io import atomic_output, provenance, sha256_file, write_json
 from dualdiv.data.tiles import load_tiles
 from dualdiv.estimators.dualspace import DualSpace
-from dualdiv.estimators.path import StepSettings, check_plan, make_plan, train_step
+from dualdiv.estimators.path import check_plan, make_plan, train_step
+from dualdiv.estimators.settings import StepSettings, resolve_critic
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def write_step(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, step
     """
     tiles = load_tiles(tiles_path)
     plan = read_plan(plan_path)
+    settings = resolve_critic(settings)  # tiles are images: "auto" is the conv critic
     checkpoint = Path(out_critic).with_suffix(".ckpt")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     state, record = train_step(tiles.subset("train"), plan, step, settings, seed, checkpoint=checkpoint,

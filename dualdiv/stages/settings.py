@@ -74,7 +74,7 @@ def _settings_class(section: str) -> type:
 
         return EvalSettings
     if section == "estimate.training":
-        from dualdiv.estimators.path import StepSettings
+        from dualdiv.estimators.settings import StepSettings
 
         return StepSettings
     raise ConfigError(f"config: no settings class for section {section!r}")
@@ -93,7 +93,7 @@ def _plain(value: Any) -> Any:
 
 def _estimate_defaults() -> dict:
     from dualdiv.estimators.dualspace import DualSpace
-    from dualdiv.estimators.path import StepSettings
+    from dualdiv.estimators.settings import StepSettings
 
     parameters = inspect.signature(DualSpace).parameters
     return {**{name: parameters[name].default for name in ("n_blocks", "order", "substeps", "n_reference")},

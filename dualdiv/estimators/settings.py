@@ -1,0 +1,114 @@
+"""Settings of the path estimator: the critic and the training of one path step (no torch here).
+
+Their defaults are the pipeline's (config ``estimate.training``): the budget sized for
+the default EEG run on 2 CPU cores (a step stops by patience after 300–450 iterations
+there). The Gaussian accuracy benchmark (``benchmarks/estimate_gaussian.py``) states its
+own, larger budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from dualdiv.core.errors import ConfigError
+
+KINDS = ("auto", "conv", "mlp")
+
+
+@dataclass(frozen=True)
+class CriticSettings:
+    """Architecture and regularisation of a critic.
+
+    kind: "conv", "mlp", or "auto" (the caller decides: conv for (n, C, T) images,
+        mlp for (n, d) vectors — see :meth:`dualdiv.estimators.dualspace.DualSpace.step_settings`).
+    channels, kernel, conv_layers: conv critic width, square kernel size (odd), depth.
+    hidden, mlp_layers, dropout: MLP width, depth, dropout rate (MLP only).
+    spectral_norm: spectrally normalise every layer.
+    weight_decay: decoupled (AdamW) weight decay used when training the critic.
+    """
+
+    kind: str = "auto"
+    channels: int = 16
+    kernel: int = 3
+    conv_layers: int = 2
+    hidden: int = 256
+    mlp_layers: int = 2
+    dropout: float = 0.1
+    spectral_norm: bool = False
+    weight_decay: float = 0.01
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"critic.kind: must be one of {KINDS}, got {self.kind!r}")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ConfigError(f"critic.kernel: must be odd and ≥ 1, got {self.kernel}")
+        if min(self.channels, self.conv_layers, self.hidden, self.mlp_layers) < 1:
+            raise ConfigError("critic.channels, conv_layers, hidden, mlp_layers: must be ≥ 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"critic.dropout: must be in [0, 1), got {self.dropout}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"critic.weight_decay: must be ≥ 0, got {self.weight_decay}")
+
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How one path step's critic is trained and scored .
+
+    critic: architecture and regularisation (a dict is accepted, e.g. from a config file).
+    max_iterations: iteration budget (Adam steps).
+    substeps_per_batch, rows_per_substep, q_per_p: each iteration sums the DV bounds of
+        this many random sub-steps, each on this many data rows and q_per_p resampled
+        rows per data row.
+    learning_rate: AdamW learning rate (weight decay from ``critic.weight_decay``).
+    val_fraction: share of the images held out for validation and the final score.
+    eval_every, patience: validate every eval_every iterations; stop after ``patience``
+        validations without improving the best summed validation bound.
+    eval_substeps: validate on a fixed seeded subset of at most this many sub-steps
+        (the sum rescaled to the whole block); None uses all.
+    eval_resamplings: resampled Q rows per validation image in each validation (fixed).
+    final_resamplings: fresh resamplings of the validation split for the final score.
+    checkpoint_every: iterations between checkpoints (when a checkpoint path is given).
+    on_failed_critic: what a step does when its trained critic's held-out bound is not above
+        0 (NaN, diverged, or worse than a constant): "constant" falls back to f_k = 0 (D_k = 0,
+        recorded with the reason), "error" stops with an InputError.
+    """
+
+    critic: CriticSettings = field(default_factory=CriticSettings)
+    max_iterations: int = 600
+    substeps_per_batch: int = 8
+    rows_per_substep: int = 32
+    q_per_p: int = 2
+    learning_rate: float = 3e-3
+    val_fraction: float = 0.2
+    eval_every: int = 50
+    patience: int = 4
+    eval_substeps: int | None = 64
+    eval_resamplings: int = 2
+    final_resamplings: int = 4
+    checkpoint_every: int = 50
+    on_failed_critic: str = "constant"
+
+    def __post_init__(self):
+        if isinstance(self.critic, dict):
+            object.__setattr__(self, "critic", CriticSettings(**self.critic))
+        positive = ("max_iterations", "substeps_per_batch", "rows_per_substep", "q_per_p", "eval_every",
+                    "patience", "eval_resamplings", "final_resamplings", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"path.{name}: must be ≥ 1, got {getattr(self, name)}")
+        if self.eval_substeps is not None and self.eval_substeps < 1:
+            raise ConfigError(f"path.eval_substeps: must be ≥ 1 or null, got {self.eval_substeps}")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"path.val_fraction: must be in (0, 1), got {self.val_fraction}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"path.learning_rate: must be > 0, got {self.learning_rate}")
+        if self.on_failed_critic not in ("constant", "error"):
+            raise ConfigError(f"path.on_failed_critic: must be 'constant' or 'error', got {self.on_failed_critic!r}")
+
+
+def resolve_critic(settings: StepSettings, vectors: bool = False) -> StepSettings:
+    """``settings`` with critic kind "auto" made concrete: an MLP for (n, d) vectors, else the conv critic."""
+    if settings.critic.kind != "auto":
+        return settings
+    return replace(settings, critic=replace(settings.critic, kind="mlp" if vectors else "conv"))
