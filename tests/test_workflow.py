@@ -1,6 +1,7 @@
 """The Snakemake workflow end to end on a tiny config, in a scratch working directory."""
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 from conftest import ROOT
 
 from dualdiv.data.tiles import load_tiles
@@ -22,33 +24,21 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=600)
 
 
-TINY_ESTIMATE = """
-estimate:
-  n_blocks: 2
-  n_reference: 50
-  training: {max_iterations: 20, eval_every: 10, eval_substeps: 4, rows_per_substep: 8,
-             final_resamplings: 2, checkpoint_every: 10, critic: {channels: 4}}
-"""
-TINY_SAMPLE = """
-sample:
-  n_samples: 10
-  methods: [dualdiv, spectral, copy]
-  settings: {dualdiv_corrected: {critic_iterations: 40}}
-evaluate:
-  tc: {n_blocks: 1, training: {max_iterations: 10, eval_every: 5, eval_substeps: 4, rows_per_substep: 8,
-                               final_resamplings: 2, critic: {channels: 4}}}
-"""
+TEST_DIR = ROOT / ".test"
 
 
-def tiny_config(test_fraction=0.25, estimate_extra=""):
-    return (f"seed: 3\ndatasets:\n  tiny:\n    path: x.npy\n    tile: {{test_fraction: {test_fraction}}}\n"
-            + TINY_ESTIMATE + estimate_extra + TINY_SAMPLE)
+def tiny_config(test_fraction=0.25, estimate_extra=None):
+    """The tiny config of .test/config/tiny.yaml with a test fraction and extra estimate settings."""
+    config = yaml.safe_load((TEST_DIR / "config" / "tiny.yaml").read_text())
+    config["datasets"]["tiny"]["tile"]["test_fraction"] = test_fraction
+    config["estimate"].update(estimate_extra or {})
+    return yaml.safe_dump(config)
 
 
 @pytest.fixture
 def tiny(tmp_path):
-    rng = np.random.default_rng(0)
-    np.save(tmp_path / "x.npy", rng.normal(size=(24, 3, 16)))
+    """A working directory holding the tiny data set of .test/ and its config as tiny.yaml."""
+    shutil.copytree(TEST_DIR / "data", tmp_path / "data")
     (tmp_path / "tiny.yaml").write_text(tiny_config())
     return tmp_path
 
@@ -101,7 +91,7 @@ def test_changed_step_setting_reruns_only_that_step_and_dual(tiny):
         assert handle["F"].shape == (24,) and handle["f_steps"].shape == (24, 2)
         np.testing.assert_allclose(handle["F"][()], handle["f_steps"][()].sum(axis=1))
         assert handle["F_reference"].shape == (50,)
-    (tiny / "tiny3.yaml").write_text(tiny_config(estimate_extra="  steps: {'2': {max_iterations: 30}}\n"))
+    (tiny / "tiny3.yaml").write_text(tiny_config(estimate_extra={"steps": {"2": {"max_iterations": 30}}}))
     dry = snakemake(tiny, "--configfile", "tiny3.yaml", "-n")
     jobs = [line.split()[1].rstrip(":") for line in (dry.stdout + dry.stderr).splitlines()
             if line.startswith(("rule ", "localrule "))]
@@ -185,7 +175,6 @@ def test_touching_a_module_reruns_exactly_the_rules_whose_code_imports_it(tiny, 
     """With a copy of the package on PYTHONPATH: after a full run, editing dualdiv's metrics module makes
     the dry run list exactly the rules whose scripts import it (and the summary that reads them)."""
     import os
-    import shutil
 
     from dualdiv.core.io import import_closure
 

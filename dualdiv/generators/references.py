@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from dualdiv.core.checks import check_images
 from dualdiv.generators.base import Generator, register
 
 
-@register("copy")
-class Copy(Generator):
-    """Reference: training images themselves, drawn with replacement (must be flagged as memorised)."""
+class _Reference(Generator):
+    """A reference keeps its training images (``train_``, (n, H, W) float32) and draws from them."""
 
     def fit(self, images, seed=0):
-        self.train_ = np.asarray(images, dtype=np.float32)
+        self.train_ = check_images(images, self.key, dtype=np.float32)
         return self
+
+
+@register("copy")
+class Copy(_Reference):
+    """Reference: training images themselves, drawn with replacement (must be flagged as memorised)."""
 
     def _sample(self, n, rng):
         index = rng.integers(len(self.train_), size=n)
@@ -21,12 +26,8 @@ class Copy(Generator):
 
 
 @register("interpolate")
-class Interpolate(Generator):
+class Interpolate(_Reference):
     """Reference: convex combinations λ·a + (1−λ)·b of random training pairs, λ ~ U(0, 1)."""
-
-    def fit(self, images, seed=0):
-        self.train_ = np.asarray(images, dtype=np.float32)
-        return self
 
     def _sample(self, n, rng):
         first = rng.integers(len(self.train_), size=n)
@@ -38,12 +39,8 @@ class Interpolate(Generator):
 
 
 @register("marginals")
-class Marginals(Generator):
+class Marginals(_Reference):
     """Reference: every pixel drawn independently from its training values (all dependence lost)."""
-
-    def fit(self, images, seed=0):
-        self.train_ = np.asarray(images, dtype=np.float32)
-        return self
 
     def _sample(self, n, rng):
         flat = self.train_.reshape(len(self.train_), -1)  # (n_train, H*W)

@@ -21,6 +21,7 @@ light modules or their signatures only when asked.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import os
 from collections.abc import Mapping
@@ -54,30 +55,22 @@ class SampleSettings:
             raise ConfigError(f"sample.n_samples: must be ≥ 1, got {self.n_samples}")
 
 
+# section → "module:class" of its settings (imported when asked)
+_SETTINGS_CLASSES = {
+    "ingest": "dualdiv.data.ingest:IngestSettings",
+    "tile": "dualdiv.data.tiles:TileSettings",
+    "localize": "dualdiv.estimators.clusters:ClusterSettings",
+    "sample": "dualdiv.stages.settings:SampleSettings",
+    "evaluate.metrics": "dualdiv.evaluation.metrics:EvalSettings",
+    "estimate.training": "dualdiv.estimators.settings:StepSettings",
+}
+
+
 def _settings_class(section: str) -> type:
-    if section == "ingest":
-        from dualdiv.data.ingest import IngestSettings
-
-        return IngestSettings
-    if section == "tile":
-        from dualdiv.data.tiles import TileSettings
-
-        return TileSettings
-    if section == "localize":
-        from dualdiv.estimators.clusters import ClusterSettings
-
-        return ClusterSettings
-    if section == "sample":
-        return SampleSettings
-    if section == "evaluate.metrics":
-        from dualdiv.evaluation.metrics import EvalSettings
-
-        return EvalSettings
-    if section == "estimate.training":
-        from dualdiv.estimators.settings import StepSettings
-
-        return StepSettings
-    raise ConfigError(f"config: no settings class for section {section!r}")
+    if section not in _SETTINGS_CLASSES:
+        raise ConfigError(f"config: no settings class for section {section!r}; known: {', '.join(_SETTINGS_CLASSES)}")
+    module, name = _SETTINGS_CLASSES[section].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _plain(value: Any) -> Any:
