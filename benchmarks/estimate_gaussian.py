@@ -177,7 +177,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--quick", action="store_true", help="d 16, 64; TC 2, 20; N 300")
     parser.add_argument("--key", action="store_true", help="only the key cell: d 64, TC 20, N 500")
-    parser.add_argument("--max-iterations", type=int, default=BENCHMARK_TRAINING.max_iterations)
+    parser.add_argument("--budget", choices=("benchmark", "default"), default="benchmark",
+                        help="benchmark: the budget of the tables here (3000 iterations, 64 rows, ...); "
+                             "default: StepSettings() = DualSpace()'s, the pipeline's (600 iterations, 32 rows, ...)")
+    parser.add_argument("--max-iterations", type=int, help="override the budget's iteration limit")
     parser.add_argument("--out", default="benchmarks/ESTIMATE_GAUSSIAN.md")
     args = parser.parse_args(argv)
     if args.quick:
@@ -185,7 +188,9 @@ def main(argv=None) -> None:
     if args.key:
         args.d, args.tc, args.n = [64], [20], [500]
     torch.set_num_threads(1)
-    settings = replace(BENCHMARK_TRAINING, max_iterations=args.max_iterations)
+    settings = BENCHMARK_TRAINING if args.budget == "benchmark" else StepSettings()
+    if args.max_iterations is not None:
+        settings = replace(settings, max_iterations=args.max_iterations)
     command = "python " + " ".join(["benchmarks/estimate_gaussian.py", *(argv if argv is not None else sys.argv[1:])])
     rows, started = [], time.perf_counter()
     for family in args.families:

@@ -26,7 +26,7 @@ the main guard.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as functional
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -76,12 +76,12 @@ def pixel_crops(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, sha
                + torch.arange(2 * pad_w + 1, device=x.device)[None, :]).reshape(-1)
     # the pixel sits at (h + pad_h, t + pad_w) in padded coordinates, so its window starts at (h, t)
     index = ((pixel // width) * padded_width + pixel % width)[:, None] + offsets[None, :]  # (B, S)
-    padded = F.pad(x.reshape(len(x), height, width), (pad_w, pad_w, pad_h, pad_h)).reshape(len(x), -1)
+    padded = functional.pad(x.reshape(len(x), height, width), (pad_w, pad_w, pad_h, pad_h)).reshape(len(x), -1)
     if rows is None:
         values = padded.gather(1, index)
     else:  # index the flat padded images: no copy of x per output row
         values = padded.reshape(-1)[rows[:, None] * padded.shape[1] + index]
-    crop_rank = F.pad(rank.reshape(height, width), (pad_w, pad_w, pad_h, pad_h), value=-1).reshape(-1)[index]
+    crop_rank = functional.pad(rank.reshape(height, width), (pad_w, pad_w, pad_h, pad_h), value=-1).reshape(-1)[index]
     inside, tested = crop_rank >= 0, crop_rank == position[:, None]
     context, prev = (crop_rank > position[:, None]).to(x.dtype), (inside & ~tested & (crop_rank < position[:, None]))
     tested_f = tested.to(x.dtype)
@@ -134,15 +134,15 @@ class ConvCritic(Critic):
         hidden, (trim_h, trim_w) = planes, self.trim
         for conv in self.convs:
             inside = inside[..., trim_h:inside.shape[-2] - trim_h, trim_w:inside.shape[-1] - trim_w]
-            hidden = F.elu(conv(hidden)) * inside
+            hidden = functional.elu(conv(hidden)) * inside
         return (self.head(hidden) * inside)[:, 0]
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         pad = (self.radius[1], self.radius[1], self.radius[0], self.radius[0])
-        inside = F.pad(planes.new_ones((1, 1, *planes.shape[2:])), pad)
-        near = F.max_pool2d(planes[:, 3:4], (2 * self.radius[0] + 1, 2 * self.radius[1] + 1), stride=1,
+        inside = functional.pad(planes.new_ones((1, 1, *planes.shape[2:])), pad)
+        near = functional.max_pool2d(planes[:, 3:4], (2 * self.radius[0] + 1, 2 * self.radius[1] + 1), stride=1,
                             padding=self.radius)[:, 0]
-        return (self._output_map(F.pad(planes, pad), inside) * near).sum(dim=(1, 2))
+        return (self._output_map(functional.pad(planes, pad), inside) * near).sum(dim=(1, 2))
 
     def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
                        rows: torch.Tensor | None = None) -> torch.Tensor:

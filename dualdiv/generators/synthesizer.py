@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from dualdiv.core.errors import InputError
+from dualdiv.core.checks import check_images
 from dualdiv.data.tiles import channel_stats, normalise, to_physical
 from dualdiv.generators.base import WALKS, make_generator, resolve_key
 
@@ -41,11 +41,7 @@ class Synthesizer:
     def fit(self, x) -> Synthesizer:
         """x: (n, channels, time) or (n, time) in physical units, n ≥ 2, finite; returns self."""
         x = np.asarray(x, dtype=np.float64)
-        x = x[:, None, :] if x.ndim == 2 else x
-        if x.ndim != 3 or len(x) < 2:
-            raise InputError(f"x: expected (n, channels, time) with n ≥ 2, got shape {np.shape(x)}")
-        if not np.isfinite(x).all():
-            raise InputError("x: contains NaN or infinite values")
+        x = check_images(x[:, None, :] if x.ndim == 2 else x, "x", dtype=np.float64)
         self.channel_mean_, self.channel_std_, self.constant_channels_ = channel_stats(x)
         images = normalise(x, self.channel_mean_, self.channel_std_)
         key = resolve_key(self.method)

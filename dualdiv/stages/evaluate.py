@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dualdiv.core.errors import InputError
-from dualdiv.core.io import atomic_output, provenance, sha256_file
+from dualdiv.core.io import atomic_output, provenance, sha256_file, write_json
 from dualdiv.data.samples import load_samples
 from dualdiv.data.tiles import load_tiles
 from dualdiv.estimators.dualspace import estimate_tc
@@ -31,11 +31,6 @@ from dualdiv.estimators.settings import StepSettings
 from dualdiv.evaluation.metrics import EvalSettings, evaluate, reliability, tc_fields
 
 REFERENCES = ("copy", "interpolate", "marginals")
-
-
-def _write_json(out: str | os.PathLike, content: dict) -> None:
-    with atomic_output(out) as tmp:
-        Path(tmp).write_text(json.dumps(content, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def _read_json(path: str | os.PathLike) -> dict:
@@ -64,7 +59,7 @@ def write_evaluation(samples_path: str | os.PathLike, tiles_path: str | os.PathL
     result["method"], result["generator"] = samples.method, samples.generator
     result["provenance"] = provenance("evaluate", {"seed": seed, **asdict(settings)},
                                       {str(p): sha256_file(p) for p in inputs})
-    _write_json(out, result)
+    write_json(out, result)
     return result
 
 
@@ -92,7 +87,7 @@ def write_tc(tiles_path: str | os.PathLike, samples_path: str | os.PathLike | No
               "provenance": provenance("total_correlation", {"n_blocks": n_blocks, "order": order, "seed": seed,
                                                              "reference": reference, "training": training or {}},
                                        {str(p): sha256_file(p) for p in (tiles_path, samples_path) if p})}
-    _write_json(out, result)
+    write_json(out, result)
     return result
 
 
