@@ -1,6 +1,7 @@
 """The Snakemake workflow end to end on a tiny config, in a scratch working directory."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,10 +44,36 @@ def tiny(tmp_path):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny config run once to the end, by a copy of the workflow and the package (the tests below
+    read it, dry-run changes against it, or edit the copy's package and restore it)."""
+    repo = tmp_path_factory.mktemp("repo")
+    for part in ("Snakefile", "workflow", "dualdiv", "config", "environment.yml"):
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, repo / part)
+    work = tmp_path_factory.mktemp("tiny")
+    shutil.copytree(TEST_DIR / "data", work / "data")
+    (work / "tiny.yaml").write_text(tiny_config())
+    # the Snakefile imports dualdiv from its own folder, the job scripts from PYTHONPATH: both the copy
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--cores", "2"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *args], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+
+    first = run("--configfile", "tiny.yaml")
+    assert first.returncode == 0, first.stderr[-3000:]
+    return work, repo, run
+
+
+def dry_run_jobs(result: subprocess.CompletedProcess) -> list[str]:
+    return [line.split()[1].rstrip(":") for line in (result.stdout + result.stderr).splitlines()
+            if line.startswith(("rule ", "localrule "))]
+
+
 @pytest.mark.slow
-def test_tiny_config_runs_only_its_dataset_then_nothing_to_do(tiny):
-    result = snakemake(tiny, "--configfile", "tiny.yaml")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_tiny_config_runs_only_its_dataset_then_nothing_to_do(finished):
+    tiny, _, run = finished
     tiles = load_tiles(tiny / "results/tiny/tiles.h5")
     assert tiles.images.shape == (24, 3, 16) and (tiles.split == "test").sum() == 6
     assert tiles.provenance["settings"]["seed"] == 3
@@ -55,14 +82,14 @@ def test_tiny_config_runs_only_its_dataset_then_nothing_to_do(tiny):
     evaluation = json.loads((tiny / "results/tiny/eval/dualdiv.json").read_text())
     real_tc = json.loads((tiny / "results/tiny/eval/tc/real.json").read_text())
     assert evaluation["tc_real"] == real_tc["tc"] and evaluation["tc_gap"] is not None  # the path estimator's TC
-    again = snakemake(tiny, "--configfile", "tiny.yaml")
+    again = run("--configfile", "tiny.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.slow
-def test_html_report_holds_the_summary_table_and_every_figure(tiny):
-    assert snakemake(tiny, "--configfile", "tiny.yaml").returncode == 0
-    result = snakemake(tiny, "--configfile", "tiny.yaml", "--report", "report.zip")
+def test_html_report_holds_the_summary_table_and_every_figure(finished):
+    tiny, _, run = finished
+    result = run("--configfile", "tiny.yaml", "--report", "report.zip")
     assert result.returncode == 0, result.stderr[-3000:]
     with zipfile.ZipFile(tiny / "report.zip") as archive:
         files = [Path(name).name for name in archive.namelist()]
@@ -73,17 +100,16 @@ def test_html_report_holds_the_summary_table_and_every_figure(tiny):
 
 
 @pytest.mark.slow
-def test_changed_tile_setting_reruns_only_tile(tiny):
-    assert snakemake(tiny, "--configfile", "tiny.yaml").returncode == 0
+def test_changed_tile_setting_reruns_only_tile(finished):
+    tiny, _, run = finished
     (tiny / "tiny2.yaml").write_text(tiny_config(test_fraction=0.5))
-    dry = snakemake(tiny, "--configfile", "tiny2.yaml", "-n")
-    jobs = dry.stdout + dry.stderr
-    assert "rule tile:" in jobs and "rule ingest:" not in jobs
+    jobs = dry_run_jobs(run("--configfile", "tiny2.yaml", "-n"))
+    assert "tile" in jobs and "ingest" not in jobs
 
 
 @pytest.mark.slow
-def test_changed_step_setting_reruns_only_that_step_and_dual(tiny):
-    assert snakemake(tiny, "--configfile", "tiny.yaml").returncode == 0
+def test_changed_step_setting_reruns_only_that_step_and_dual(finished):
+    tiny, _, run = finished
     divergence = json.loads((tiny / "results/tiny/divergence.json").read_text())
     assert len(divergence["steps"]) == 2
     assert divergence["tc"] == pytest.approx(sum(step["D"] for step in divergence["steps"]))
@@ -92,12 +118,39 @@ def test_changed_step_setting_reruns_only_that_step_and_dual(tiny):
         np.testing.assert_allclose(handle["F"][()], handle["f_steps"][()].sum(axis=1))
         assert handle["F_reference"].shape == (50,)
     (tiny / "tiny3.yaml").write_text(tiny_config(estimate_extra={"steps": {"2": {"max_iterations": 30}}}))
-    dry = snakemake(tiny, "--configfile", "tiny3.yaml", "-n")
-    jobs = [line.split()[1].rstrip(":") for line in (dry.stdout + dry.stderr).splitlines()
-            if line.startswith(("rule ", "localrule "))]
+    dry = run("--configfile", "tiny3.yaml", "-n")
     # step 2, then what depends on F: dual, localize, figures (not the samples of the default variant)
-    assert sorted(jobs) == ["all", "dual", "figures", "localize", "path_step"], jobs
+    assert sorted(dry_run_jobs(dry)) == ["all", "dual", "figures", "localize", "path_step"], dry_run_jobs(dry)
     assert "step=2" in dry.stdout + dry.stderr and "step=1" not in dry.stdout + dry.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("module", "rules"), [
+    ("evaluation/metrics.py", {"evaluate", "total_correlation", "summary"}),
+    ("data/tiles.py", None),  # every rule from tile on (all read tiles.h5 through it)
+    ("generators/bases.py", {"sample", "baseline", "evaluate", "total_correlation", "summary", "figures"}),
+])
+def test_touching_a_module_reruns_exactly_the_rules_whose_code_imports_it(finished, module, rules):
+    """Editing a module of the (copied) package makes the dry run list the rules whose scripts import it,
+    and those that read what they write — nothing else."""
+    from dualdiv.core.io import import_closure
+
+    tiny, repo, run = finished
+    source = repo / "dualdiv" / module
+    text = source.read_text()
+    importing = {script.stem for script in sorted((ROOT / "workflow/scripts").glob("*.py"))
+                 if ROOT / "dualdiv" / module in import_closure(script)}
+    try:
+        source.write_text(text + "\n# touched\n")
+        jobs = set(dry_run_jobs(run("--configfile", "tiny.yaml", "-n"))) - {"all"}
+    finally:
+        source.write_text(text)
+    if rules is None:  # tiles.py: imported by every script from tile on, not by ingest
+        assert "ingest" not in importing and "tile" in importing and "ingest" not in jobs and "tile" in jobs
+        return
+    assert jobs == rules, (module, importing, jobs)
+    # the rules that rerun: those importing it and those downstream of them (the summary reads evaluations)
+    assert importing <= {"evaluate", "total_correlation", "summary", "sample", "figures"}
 
 
 def test_bad_config_names_the_key(tmp_path):
@@ -168,27 +221,3 @@ def test_code_hash_follows_the_import_closure_of_a_script(tmp_path, monkeypatch)
     with_registry = dualdiv.core.io.code_hash(script, "dualdiv.sub.*")
     (package / "sub/registered.py").write_text("y = 2\n")
     assert dualdiv.core.io.code_hash(script, "dualdiv.sub.*") != with_registry
-
-
-@pytest.mark.slow
-def test_touching_a_module_reruns_exactly_the_rules_whose_code_imports_it(tiny, tmp_path):
-    """With a copy of the package on PYTHONPATH: after a full run, editing dualdiv's metrics module makes
-    the dry run list exactly the rules whose scripts import it (and the summary that reads them)."""
-    import os
-
-    from dualdiv.core.io import import_closure
-
-    shutil.copytree(ROOT / "dualdiv", tmp_path / "pkg" / "dualdiv")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "pkg")}
-    run = [*SNAKEMAKE, "--configfile", "tiny.yaml"]
-    assert subprocess.run(run, cwd=tiny, env=env, capture_output=True, text=True, timeout=600).returncode == 0
-    metrics = tmp_path / "pkg" / "dualdiv" / "evaluation" / "metrics.py"
-    metrics.write_text(metrics.read_text() + "\n# touched\n")
-    dry = subprocess.run([*run, "-n"], cwd=tiny, env=env, capture_output=True, text=True, timeout=600)
-    jobs = {line.split()[1].rstrip(":") for line in (dry.stdout + dry.stderr).splitlines()
-            if line.startswith(("rule ", "localrule "))}
-    scripts = sorted((ROOT / "workflow" / "scripts").glob("*.py"))
-    importing = {script.stem for script in scripts
-                 if ROOT / "dualdiv" / "evaluation" / "metrics.py" in import_closure(script)}
-    assert importing == {"evaluate", "summary", "total_correlation"}
-    assert jobs == importing | {"all"}, jobs
