@@ -90,13 +90,28 @@ def small_tiles(tmp_path_factory):
     return folder / "tiles.h5"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["dualdiv", *sorted(set(REGISTRY) - set(WALKS))])
-def test_cli_without_config_writes_what_the_pipeline_writes(method, small_tiles, tmp_path, one_torch_thread):
-    """`dualdiv sample tiles.h5 --method M --seed 0` = the sample stage with the default config's settings."""
+def pipeline_sample_settings() -> dict:
+    """The sample section a pipeline run of config/config.yaml gives a data set (defaults filled in)."""
     snakemake_config = {**CONFIG, **{k: v for k, v in default_config().items() if k not in CONFIG}}
     snakemake_config["datasets"] = {"d": {"path": "x.npy"}}
-    pipeline = dataset_settings(snakemake_config, "d", "sample")
+    return dataset_settings(snakemake_config, "d", "sample")
+
+
+@pytest.mark.parametrize("method", ["dualdiv", *sorted(REGISTRY)])
+def test_cli_and_pipeline_resolve_every_method_to_the_same_generator(method):
+    from dualdiv.generators import resolve_method
+
+    assert resolve_method(method, pipeline_sample_settings()) == resolve_method(method, load_config()["sample"])
+
+
+NEURAL = {"vae", "wgan_gp", "ddpm"}  # minutes at their default budgets: the test above covers their settings
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dualdiv", *sorted(set(REGISTRY) - set(WALKS) - NEURAL - {"dualdiv_corrected"})])
+def test_cli_without_config_writes_what_the_pipeline_writes(method, small_tiles, tmp_path, one_torch_thread):
+    """`dualdiv sample tiles.h5 --method M --seed 0` = the sample stage with the default config's settings."""
+    pipeline = pipeline_sample_settings()
     n = 6
     expected = write_samples(small_tiles, method, tmp_path / "pipeline.h5", n, pipeline["seed"], pipeline)
     assert main(["sample", str(small_tiles), "-o", str(tmp_path / "cli.h5"), "--method", method, "-n", str(n),

@@ -10,13 +10,16 @@ The file layout is :mod:`dualdiv.data.samples`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from dualdiv.core.errors import ConfigError, InputError
 from dualdiv.core.io import provenance, sha256_file
@@ -25,6 +28,18 @@ from dualdiv.data.tiles import load_tiles, to_physical
 from dualdiv.generators import WALKS, make_generator, resolve_method
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    """torch's intra-op threads set (and restored) only where torch is loaded: the references need none."""
+    if "torch" not in sys.modules:
+        yield
+        return
+    from dualdiv.core.training import torch_threads
+
+    with torch_threads(threads):
+        yield
 
 
 def walk_inputs(tiles_path, space_path, clusters_path, device: str = "auto") -> dict:
@@ -56,10 +71,13 @@ def write_samples(tiles_path: str | os.PathLike, method: str, out: str | os.Path
     tiles = load_tiles(tiles_path)
     started = time.perf_counter()
     try:
-        generator = make_generator(key, **settings).fit(tiles.subset("train"), seed,
-                                                         **(walk if key in WALKS else {}))
-        fitted = time.perf_counter()
-        images, records = generator.sample(n, seed)
+        # one BLAS and torch thread, whoever calls: float sums depend on the thread count, so the
+        # CLI, the Python API and a pipeline job give the same images for the same seed
+        generator = make_generator(key, **settings)  # imports its module (and torch, where it needs it)
+        with threadpool_limits(1), _torch_threads(1):
+            generator.fit(tiles.subset("train"), seed, **(walk if key in WALKS else {}))
+            fitted = time.perf_counter()
+            images, records = generator.sample(n, seed)
     except (np.linalg.LinAlgError, FloatingPointError) as exc:
         raise InputError(f"{tiles_path}: {method} failed numerically on these images ({exc}); constant, "
                          "duplicated or too few training images make a fit singular: try another method") from None
