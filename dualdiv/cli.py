@@ -162,6 +162,63 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--clusters", help="clusters.json (walks only)")
     sample.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda")
 
+    path = add(
+        "path", "the path steps of tiles.h5: plan.json and step_{k}.pt/.json in a folder",
+        "Plan the path of diffusing dependencies for the images of tiles.h5 (the pixel order cut into "
+        "K blocks, config estimate.n_blocks/order/substeps) and train the critic of each step on the "
+        "training split (estimate.training, per-step estimate.steps) — or of one step with --step k, "
+        "as a cluster job would. A killed step resumes from its checkpoint.\n\n"
+        "example:  dualdiv path tiles.h5 -o path/ && dualdiv dual tiles.h5 path/ -o .")
+    path.add_argument("tiles", help="tiles.h5")
+    path.add_argument("-o", "--out", required=True, help="output folder (plan.json, step_{k}.pt, step_{k}.json)")
+    path.add_argument("--step", type=int, metavar="K", help="train only step K (the plan is written if missing)")
+    path.add_argument("--seed", type=int, help="seed (default: the config's seed, 0)")
+    path.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda")
+
+    dual = add(
+        "dual", "assemble the path steps into the dual space: dualspace/, dual.h5, divergence.json",
+        "Assemble the trained path steps of PATH (a folder written by `dualdiv path`) into the fitted "
+        "dual space (OUT/dualspace, DualSpace.load in Python), the dual coordinate F of every image and "
+        "of product-of-marginals reference samples (OUT/dual.h5) and the total correlation with its "
+        "standard error and per-step table (OUT/divergence.json).\n\n"
+        "example:  dualdiv dual tiles.h5 path/ -o .")
+    dual.add_argument("tiles", help="tiles.h5 the steps were trained on")
+    dual.add_argument("path", help="folder with plan.json and step_{k}.pt/.json")
+    dual.add_argument("-o", "--out", required=True, help="output folder")
+    dual.add_argument("--seed", type=int, help="seed of the reference samples (default: the config's seed, 0)")
+    dual.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda")
+
+    evaluate = add(
+        "evaluate", "every metric of a samples file against the held-out images of tiles.h5",
+        "Compare generated images (a samples file) with the held-out split of tiles.h5: neural DV and "
+        "k-NN KL both ways, entropy and cluster-divergence gaps, C2ST on features and pixels, MMD, "
+        "spectrum/autocorrelation/correlation errors, DCR and near copies (config evaluate.metrics).\n\n"
+        "example:  dualdiv evaluate dualdiv.h5 tiles.h5 -o eval.json")
+    evaluate.add_argument("samples", help="samples file (dualdiv sample)")
+    evaluate.add_argument("tiles", help="tiles.h5 the generator was fitted on")
+    evaluate.add_argument("-o", "--out", required=True, help="output JSON")
+    evaluate.add_argument("--seed", type=int, help="seed of the metrics' subsets (default: the config's seed, 0)")
+
+    figures = add(
+        "figures", "the figures of one data set (dual axis, real vs generated, spectra, walks)",
+        "Draw the dual-axis histogram with its cuts and window, real vs generated images, per-channel "
+        "spectra and the walks' trajectories into OUT (PNG); each samples file is named by its file name."
+        "\n\nexample:  dualdiv figures tiles.h5 dual.h5 clusters.json samples/*.h5 -o figures/")
+    figures.add_argument("tiles", help="tiles.h5")
+    figures.add_argument("dual", help="dual.h5")
+    figures.add_argument("clusters", help="clusters.json")
+    figures.add_argument("samples", nargs="+", help="samples files (method = file name without .h5)")
+    figures.add_argument("-o", "--out", required=True, help="output folder")
+
+    export = add(
+        "export", "generated images in physical units as .npy, .npz or .csv (the layouts ingest reads)",
+        "Write the physical-unit images of a samples file as .npy (n, channels, time), .npz (data, "
+        "channel_names, sampling_rate) or a wide .csv (sample, time, one column per channel).\n\n"
+        "example:  dualdiv export dualdiv.h5 -o dualdiv.csv")
+    export.add_argument("samples", help="samples file")
+    export.add_argument("-o", "--out", required=True, help="output file: .npy, .npz or .csv")
+    export.add_argument("--sampling-rate", type=float, metavar="HZ", help="sampling rate stored in a .npz")
+
     add("config", "print the default config (every key the workflow and these commands read)",
         "Print the pipeline's default config as YAML: every stage's settings with their defaults, "
         "from the settings classes the stages use. With --config, that file merged over the defaults."
@@ -259,14 +316,81 @@ def _run_sample(args: argparse.Namespace, config: dict) -> None:
     print(f"{args.out}: {len(samples.images)} images from {samples.generator}")
 
 
+def _run_path(args: argparse.Namespace, config: dict) -> None:
+    from pathlib import Path
+
+    from dualdiv.estimators.dualspace import DualSpace
+    from dualdiv.stages.path import write_plan, write_step
+
+    out = Path(args.out)
+    estimate, seed = config["estimate"], _seed(args, config)
+    device = args.device or config["device"]
+    space = DualSpace.from_config(estimate, seed=seed, device=device)
+    plan_path = out / "plan.json"
+    if args.step is None or not plan_path.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        write_plan(args.tiles, plan_path, space.n_blocks, space.order, space.substeps, seed)
+    for step in [args.step] if args.step is not None else range(1, space.n_blocks + 1):
+        record = write_step(args.tiles, plan_path, step, out / f"step_{step}.pt", out / f"step_{step}.json",
+                            space.step_settings(step), seed, device)
+        print(f"{out}/step_{step}: D = {record['D']:.4g} ± {record['stderr']:.2g} nats "
+              f"({record['iterations']} iterations, {record['wall_time_s']:.0f} s)")
+
+
+def _run_dual(args: argparse.Namespace, config: dict) -> None:
+    import json
+    from pathlib import Path
+
+    from dualdiv.stages.path import write_dual
+
+    path, out = Path(args.path), Path(args.out)
+    plan = json.loads((path / "plan.json").read_text()) if (path / "plan.json").is_file() else None
+    if plan is None:
+        raise InputError(f"{path}: no plan.json; run `dualdiv path` first")
+    steps = range(1, len(plan["blocks"]) + 1)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = write_dual(args.tiles, path / "plan.json", [str(path / f"step_{k}.pt") for k in steps],
+                         [str(path / f"step_{k}.json") for k in steps], out / "dual.h5", out / "divergence.json",
+                         out / "dualspace", config["estimate"], _seed(args, config), args.device or config["device"])
+    print(f"{out}: TC = {summary['tc']:.4g} ± {summary['stderr']:.2g} nats over {summary['n_steps']} steps; "
+          f"dual window [{summary['lo']:.4g}, {summary['hi']:.4g}]")
+
+
+def _run_evaluate(args: argparse.Namespace, config: dict) -> None:
+    from dualdiv.stages.evaluate import write_evaluation
+    from dualdiv.stages.settings import from_config
+
+    result = write_evaluation(args.samples, args.tiles, args.out, _seed(args, config),
+                              from_config("evaluate.metrics", config["evaluate"]["metrics"]))
+    headline = {k: result.get(k) for k in ("c2st_auc_features", "dcr_ratio", "kl_dv_gen_real_features")}
+    print(f"{args.out}: " + ", ".join(f"{k} {v:.3g}" for k, v in headline.items() if isinstance(v, float)))
+
+
+def _run_figures(args: argparse.Namespace, config: dict) -> None:
+    from pathlib import Path
+
+    from dualdiv.stages.figures import write_figures
+
+    samples = {Path(path).stem: path for path in args.samples}
+    paths = write_figures(args.tiles, args.dual, args.clusters, samples, args.out)
+    print(f"{args.out}: " + ", ".join(path.name for path in paths))
+
+
+def _run_export(args: argparse.Namespace, config: dict) -> None:
+    from dualdiv.stages.export import export_samples
+
+    print(f"{export_samples(args.samples, args.out, args.sampling_rate)}: written")
+
+
 def _run_config(args: argparse.Namespace, config: dict) -> None:
     import yaml
 
     print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
 
 
-_COMMANDS = {"ingest": _run_ingest, "tile": _run_tile, "estimate": _run_estimate, "localize": _run_localize,
-             "sample": _run_sample, "config": _run_config}
+_COMMANDS = {"ingest": _run_ingest, "tile": _run_tile, "estimate": _run_estimate, "path": _run_path,
+             "dual": _run_dual, "localize": _run_localize, "sample": _run_sample, "evaluate": _run_evaluate,
+             "figures": _run_figures, "export": _run_export, "config": _run_config}
 
 
 def main(argv: list[str] | None = None) -> int:

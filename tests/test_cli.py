@@ -45,7 +45,8 @@ def test_debug_shows_traceback(tmp_path):
         main(["--debug", "ingest", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "raw.nc")])
 
 
-@pytest.mark.parametrize("command", ["ingest", "tile", "estimate", "localize", "sample", "config"])
+@pytest.mark.parametrize("command", ["ingest", "tile", "estimate", "path", "dual", "localize", "sample", "evaluate",
+                                     "figures", "export", "config"])
 def test_help_explains_each_subcommand(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -87,3 +88,52 @@ def test_sample_subcommand_writes_samples(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "tiles.h5"), "-o", str(tmp_path / "w.h5"), "--method",
                  "dualdiv_walk"]) == 2
     assert "needs --space (a fitted dual space folder) and --clusters" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_stage_chains_from_the_cli(tmp_path, capsys, one_torch_thread):
+    """ingest → tile → path → dual → localize → sample (incl. a walk) → evaluate → figures → export, and the
+    export reads back through ingest."""
+    import json
+
+    import numpy as np
+
+    from dualdiv.data.samples import load_samples
+    from dualdiv.estimators.dualspace import DualSpace
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", np.sin(np.arange(16) / 3)[None, None, :] + 0.5 * rng.normal(size=(30, 2, 16)))
+    (tmp_path / "c.yaml").write_text(
+        "estimate: {n_blocks: 2, n_reference: 40, training: {max_iterations: 20, eval_every: 10, eval_substeps: 4,"
+        " rows_per_substep: 8, critic: {channels: 4}}}\n"
+        "localize: {n_permutations: 50, scales: [6]}\n"
+        "sample: {settings: {dualdiv_walk: {max_steps: 2, max_rounds: 1}}}\n"
+        "evaluate: {metrics: {repeats: 2, dv_iterations: 20, mmd_permutations: 20}}\n")
+    c = ["--config", str(tmp_path / "c.yaml")]
+    t = str(tmp_path)
+    steps = [["ingest", f"{t}/x.npy", "-o", f"{t}/raw.nc"], ["tile", f"{t}/raw.nc", "-o", f"{t}/tiles.h5"],
+             ["path", f"{t}/tiles.h5", "-o", f"{t}/path", *c], ["dual", f"{t}/tiles.h5", f"{t}/path", "-o", t, *c],
+             ["localize", f"{t}/dual.h5", f"{t}/tiles.h5", "-o", f"{t}/clusters.json", *c],
+             ["sample", f"{t}/tiles.h5", "-o", f"{t}/spectral.h5", "--method", "spectral", "-n", "8", *c],
+             ["sample", f"{t}/tiles.h5", "-o", f"{t}/dualdiv_walk.h5", "--method", "dualdiv_walk", "-n", "4",
+              "--space", f"{t}/dualspace", "--clusters", f"{t}/clusters.json", *c],
+             ["evaluate", f"{t}/spectral.h5", f"{t}/tiles.h5", "-o", f"{t}/eval.json", *c],
+             ["figures", f"{t}/tiles.h5", f"{t}/dual.h5", f"{t}/clusters.json", f"{t}/spectral.h5",
+              f"{t}/dualdiv_walk.h5", "-o", f"{t}/figures"],
+             ["export", f"{t}/spectral.h5", "-o", f"{t}/spectral.csv"],
+             ["ingest", f"{t}/spectral.csv", "-o", f"{t}/back.nc", "--min-samples", "2"]]
+    for argv in steps:
+        assert main(argv) == 0, (argv, capsys.readouterr().err)
+    assert sorted(p.name for p in (tmp_path / "path").glob("step_*.pt")) == ["step_1.pt", "step_2.pt"]
+    space = DualSpace.load(tmp_path / "dualspace")
+    assert json.loads((tmp_path / "divergence.json").read_text())["tc"] == space.tc_
+    assert len(load_samples(tmp_path / "dualdiv_walk.h5").images) == 4
+    assert "c2st_auc_features" in json.loads((tmp_path / "eval.json").read_text())
+    assert len(list((tmp_path / "figures").glob("*.png"))) == 4
+    import xarray as xr
+
+    with xr.open_dataset(tmp_path / "back.nc", engine="h5netcdf") as back:
+        np.testing.assert_allclose(back["signal"].values, load_samples(tmp_path / "spectral.h5").images_physical,
+                                   rtol=1e-6, atol=1e-6)
+    main(["path", f"{t}/tiles.h5", "-o", f"{t}/path", "--step", "2", *c])  # one step alone, as a cluster job
+    assert "step_2: D =" in capsys.readouterr().out

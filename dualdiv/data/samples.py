@@ -31,6 +31,8 @@ class Samples:
     generator: str
     settings: dict
     seed: int
+    channel_names: list[str] | None = None  # as written: the data's channel names and units
+    units: str | None = None
 
 
 def write_samples_file(out: str | os.PathLike, samples: Samples, channel_names: list[str], units: str,
@@ -59,7 +61,9 @@ def load_samples(path: str | os.PathLike) -> Samples:
             return Samples(images=handle["images"][()], images_physical=handle["images_physical"][()],
                            records=[json.loads(r) for r in handle["provenance"].asstr()[()]],
                            method=str(handle.attrs["method"]), generator=str(handle.attrs["generator"]),
-                           settings=json.loads(handle.attrs["settings"]), seed=int(handle.attrs["seed"]))
+                           settings=json.loads(handle.attrs["settings"]), seed=int(handle.attrs["seed"]),
+                           channel_names=json.loads(handle.attrs.get("channel_names", "null")),
+                           units=str(handle.attrs["units"]) if "units" in handle.attrs else None)
     except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, ValueError... for corrupt files
         raise InputError(f"{path}: cannot read samples file (corrupt or truncated? rerun its stage): "
                          f"{str(exc).splitlines()[0]}") from None

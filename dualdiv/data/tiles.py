@@ -7,7 +7,7 @@ z-scored with the mean and standard deviation of the **training** split only,
 and those statistics are stored so :func:`to_physical` maps any image (real or
 generated) back to the data's units.
 
-``tiles.h5`` layout (DESIGN §8): ``/images`` float32 ``(n, H, W)`` chunked
+``tiles.h5`` layout: ``/images`` float32 ``(n, H, W)`` chunked
 ``(1, H, W)`` gzip; ``/split`` fixed-length strings ``train``/``test``;
 ``/sample_id`` int64 (row in raw.nc); ``/window_start`` int64 (time index of the
 window in its recording); ``/labels`` where the data have labels; attributes

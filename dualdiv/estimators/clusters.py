@@ -1,4 +1,4 @@
-"""Clusters in the one-dimensional dual space F (DESIGN §5.4).
+"""Clusters in the one-dimensional dual space F.
 
 Samples are sorted by their dual value F(x). Two levels:
 

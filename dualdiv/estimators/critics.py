@@ -1,4 +1,4 @@
-"""Critic networks for the path steps (DESIGN §5.2, second calibration).
+"""Critic networks for the path steps.
 
 A critic scores one image for one path sub-step. Its input is four planes of the
 image's shape (H, W) = (channels, time):

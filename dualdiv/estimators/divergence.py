@@ -1,4 +1,4 @@
-"""The Donsker–Varadhan (DV) bound and the product-of-marginals reference (DESIGN §5.1).
+"""The Donsker–Varadhan (DV) bound and the product-of-marginals reference.
 
 For distributions A and B and any critic f,
 

@@ -1,4 +1,4 @@
-"""Total correlation along a dependency-diffusion path of DV critics (DESIGN §5.2).
+"""Total correlation along a dependency-diffusion path of DV critics.
 
 Order the pixels of an (H, W) image, cut the order into K contiguous blocks B_k and
 let S_k = B_1 ∪ … ∪ B_k. Q_k is the data with every pixel of S_k permuted

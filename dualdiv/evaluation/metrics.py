@@ -1,4 +1,4 @@
-"""Every metric of generated images against the held-out real split (DESIGN §5.6, §8).
+"""Every metric of generated images against the held-out real split.
 
 Images are ``(n, H, W)`` float32 in the normalised units of ``tiles.h5`` (H =
 channels, W = time). ``generated`` is judged against ``test`` (the held-out real
@@ -100,7 +100,7 @@ from dualdiv.estimators.knn import (  # noqa: F401
     flatten as _flat,
 )
 
-DCR_GATE = 0.8  # DESIGN §8: memorisation gate, DCR ratio ≥ 0.8
+DCR_GATE = 0.8  # memorisation gate: DCR ratio ≥ 0.8
 NEAR_COPY_QUANTILE = 0.05
 FEATURE_SETS = ("spectra", "correlation", "raw", "features", "combined")
 
@@ -399,7 +399,7 @@ def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_esti
     mem_features = memorisation(feat_gen, feat_test, feat_train)
     out["dcr_ratio_features"] = mem_features["dcr_ratio"]
     out["near_copy_fraction_features"] = mem_features["near_copy_fraction"]
-    out["memorised"] = bool(out["dcr_ratio"] < DCR_GATE)  # the DESIGN §8 gate
+    out["memorised"] = bool(out["dcr_ratio"] < DCR_GATE)  # the memorisation gate
     out["memorised_features"] = bool(out["dcr_ratio_features"] < DCR_GATE)
 
     # distribution metrics (kNN KL, entropy, clusters, neural DV), on pixels and in the feature space
@@ -455,7 +455,7 @@ REFERENCES = ("copy", "interpolate", "marginals")
 
 
 def reliability(table: Mapping[str, Mapping], tc_tolerance: float = 0.1) -> dict[str, dict]:
-    """Which metrics rank the references right on this data set (DESIGN §5.6).
+    """Which metrics rank the references right on this data set.
 
     table: {method: evaluate() output}, with at least ``copy``, ``interpolate`` and
     ``marginals``. Rules:

@@ -8,7 +8,7 @@ provenance record. Images are ``(n, H, W)`` float32 in the normalised units of
 ``evaluate`` rules look generators up by key in :data:`REGISTRY`, so they treat
 all of them alike.
 
-Keys (DESIGN §8): ``dualdiv`` (the chosen default variant), ``dualdiv_<variant>``,
+Keys: ``dualdiv`` (the chosen default variant), ``dualdiv_<variant>``,
 ``vae``, ``wgan_gp``, ``ddpm``, ``sb_langevin``, ``spectral``, ``var``,
 ``gaussian_lw``, and the references ``copy``, ``interpolate``, ``marginals``.
 """

@@ -1,4 +1,4 @@
-"""Fitted base distributions q for the dual correction p ∝ q·e^g (DESIGN §5.5).
+"""Fitted base distributions q for the dual correction p ∝ q·e^g.
 
 Three bases, each a registered generator (:mod:`dualdiv.generators`):
 

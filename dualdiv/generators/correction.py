@@ -1,4 +1,4 @@
-"""The dual correction p ∝ q·e^g of a fitted base q (DESIGN §5.5, variant ``dualdiv_corrected``).
+"""The dual correction p ∝ q·e^g of a fitted base q (variant ``dualdiv_corrected``).
 
 For a base q close to the data law p, the optimal critic of the dual (Donsker–
 Varadhan or logistic) form of D(p‖q) is g = log p/q + c, so p ∝ q·e^g. Here:

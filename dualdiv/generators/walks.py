@@ -1,4 +1,4 @@
-"""Generation by walks on the dual coordinate F (DESIGN §5.5, variants 1 and 3).
+"""Generation by walks on the dual coordinate F: the paper's gap walk, and base samples walked along ∇F.
 
 Both walks move an image x toward a target dual value t with the Newton-like step
 
@@ -8,7 +8,7 @@ until |F(x) − t| < τ or the step budget runs out, clipping to the training da
 range. A walked image is accepted when lo < F(x) ≤ hi (inside the data's part of
 the dual axis) and it is not a near-copy: its distance to the closest training
 image exceeds the 5th percentile of held-out real images' distances (Euclidean
-on flattened normalised images, DESIGN §8).
+on flattened normalised images).
 
 - ``dualdiv_walk`` (the paper's gap walk): targets in the gaps between adjacent
   clusters of F (or, with one cluster, in the largest holes of the training F
@@ -18,7 +18,7 @@ on flattened normalised images, DESIGN §8).
   ``gaussian_lw``) walked toward a training image's dual value.
 
 Prototypes measured that walks on F alone make copies or interpolations
-(DESIGN §5.5 table); they stay available for comparison. F and its gradient cost one
+(benchmarks/GENERATION.md); they stay available for comparison. F and its gradient cost one
 critic pass per pixel sub-step (on a small window with the conv critic).
 """
 

@@ -22,7 +22,7 @@ rule figures:
 
 
 rule evaluate:
-    """samples/{method}.h5 vs the held-out split → eval/{method}.json (every metric of DESIGN §5.6)."""
+    """samples/{method}.h5 vs the held-out split → eval/{method}.json (every metric of dualdiv.evaluation.metrics)."""
     input:
         samples=f"{RESULTS}/{{dataset}}/samples/{{method}}.h5",
         tiles=f"{RESULTS}/{{dataset}}/tiles.h5",

@@ -1,4 +1,4 @@
-"""Baseline generators (DESIGN §5.6): VAE, WGAN-GP, DDPM and the Schrödinger-bridge Langevin sampler.
+"""Baseline generators: VAE, WGAN-GP, DDPM and the Schrödinger-bridge Langevin sampler.
 
 Importing this package registers ``vae``, ``wgan_gp``, ``ddpm`` and ``sb_langevin``
 in :data:`dualdiv.generators.REGISTRY`. Each is a :class:`dualdiv.generators.Generator`:
