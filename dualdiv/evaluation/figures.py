@@ -53,7 +53,7 @@ def plot_dual_histogram(dual_path, clusters_path, out: Path) -> None:
     axis.axvline(hi, color="C2", ls="--", label=f"hi (max train) = {hi:.3g}")
     axis.set_xlabel("dual value F(x) = Σ_k f_k(x)  [log p/q + const]")
     axis.set_ylabel("density")
-    axis.set_title(f"dual axis: {len(boundaries)} kept cut(s) (black)")
+    axis.set_title(f"dual axis: {len(boundaries)} kept cut(s)" + (" (black lines)" if boundaries else ""))
     axis.legend(fontsize=7)
     _save(figure, out)
 
