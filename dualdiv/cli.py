@@ -338,16 +338,14 @@ def _run_path(args: argparse.Namespace, config: dict) -> None:
 
 
 def _run_dual(args: argparse.Namespace, config: dict) -> None:
-    import json
     from pathlib import Path
 
-    from dualdiv.stages.path import write_dual
+    from dualdiv.stages.path import read_plan, write_dual
 
     path, out = Path(args.path), Path(args.out)
-    plan = json.loads((path / "plan.json").read_text()) if (path / "plan.json").is_file() else None
-    if plan is None:
+    if not (path / "plan.json").is_file():
         raise InputError(f"{path}: no plan.json; run `dualdiv path` first")
-    steps = range(1, len(plan["blocks"]) + 1)
+    steps = range(1, len(read_plan(path / "plan.json")["blocks"]) + 1)
     out.mkdir(parents=True, exist_ok=True)
     summary = write_dual(args.tiles, path / "plan.json", [str(path / f"step_{k}.pt") for k in steps],
                          [str(path / f"step_{k}.json") for k in steps], out / "dual.h5", out / "divergence.json",

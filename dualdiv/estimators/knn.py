@@ -103,3 +103,9 @@ def cluster_divergence(x, n_clusters: int = 2, k: int = 1, seed: int = 0) -> flo
 def closest_distances(images, train) -> np.ndarray:
     """(n,) Euclidean distance of each flattened image to its closest training image."""
     return cdist(flatten(images), flatten(train)).min(axis=1)
+
+
+def closest_other_distances(images) -> np.ndarray:
+    """(n,) Euclidean distance of each flattened image to its closest other image of the same set."""
+    flat = flatten(images)
+    return _kth_distances(flat, flat, 1, exclude_self=True)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dualdiv.core.errors import ConfigError
-from dualdiv.estimators.knn import closest_distances
+from dualdiv.estimators.knn import closest_distances, closest_other_distances
 from dualdiv.generators.base import Generator, make_generator, register
 
 
@@ -41,10 +41,7 @@ def distance_threshold(test: np.ndarray | None, train: np.ndarray, quantile: flo
     train = np.asarray(train, dtype=np.float32)
     if test is not None:
         return float(np.quantile(closest_distances(test, train), quantile))
-    flat = train.reshape(len(train), -1).astype(np.float64)
-    squared = (flat * flat).sum(1)[:, None] + (flat * flat).sum(1)[None, :] - 2 * flat @ flat.T
-    np.fill_diagonal(squared, np.inf)
-    return float(np.quantile(np.sqrt(np.maximum(squared.min(axis=1), 0)), quantile))
+    return float(np.quantile(closest_other_distances(train), quantile))
 
 
 def walk(F: torch.nn.Module, x0: np.ndarray, targets: np.ndarray, step_size: float = 1.0, noise: float = 0.0,
