@@ -249,3 +249,43 @@ def test_dual_function_value_and_gradient_match_autograd_over_all_steps():
     constant = DualFunction(plan, [states[0], {"constant": True, "model": {"anchor": torch.zeros(())}}], "cpu")
     first_step = summed_substep_values(dual.critics[0], x.reshape(5, -1), rank, dual.bounds[0], shape, True)
     assert torch.allclose(constant.value_and_grad(x)[1], first_step[1].reshape(x.shape).float(), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- the stages on files
+
+
+def test_step_jobs_values_give_the_dual_stage_the_numbers_it_would_compute(tmp_path):
+    """f_k of every image and reference sample, computed in the step jobs, equals what the dual stage
+    computes itself; values of another n_reference are refused in one line."""
+    import h5py
+
+    from dualdiv.data.tiles import TileSettings
+    from dualdiv.stages.ingest import ingest
+    from dualdiv.stages.path import write_dual, write_plan, write_step
+    from dualdiv.stages.tile import tile
+
+    x = np.random.default_rng(0).normal(size=(24, 2, 8)).cumsum(axis=2)
+    np.save(tmp_path / "x.npy", x)
+    ingest([tmp_path / "x.npy"], tmp_path / "raw.nc")
+    tiles = tmp_path / "tiles.h5"
+    tile(tmp_path / "raw.nc", tiles, TileSettings())
+    plan = tmp_path / "plan.json"
+    write_plan(tiles, plan, n_blocks=2)
+    settings = StepSettings(max_iterations=20, eval_every=10, rows_per_substep=4, final_resamplings=1,
+                            critic=CriticSettings(kind="conv", channels=2))
+    paths = {k: [tmp_path / f"step_{k}.{s}" for s in ("pt", "json", "values.h5")] for k in (1, 2)}
+    for k, (critic, record, values) in paths.items():
+        write_step(tiles, plan, k, critic, record, settings, out_values=values, n_reference=30)
+    critics, records, values = ([str(paths[k][i]) for k in (1, 2)] for i in range(3))
+    estimate = {"n_reference": 30}
+    here = write_dual(tiles, plan, critics, records, tmp_path / "a.h5", tmp_path / "a.json", None, estimate)
+    apart = write_dual(tiles, plan, critics, records, tmp_path / "b.h5", tmp_path / "b.json", None, estimate,
+                       value_paths=values)
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        for name in ("F", "F_reference", "f_steps", "f_steps_reference"):
+            np.testing.assert_allclose(b[name][...], a[name][...], rtol=1e-5, atol=1e-5)
+    assert apart["lo"] == pytest.approx(here["lo"], abs=1e-5) and apart["tc"] == here["tc"]
+    with pytest.raises(InputError, match=r"step_1\.values\.h5: computed for other tiles, n_reference or seed"):
+        write_dual(tiles, plan, critics, records, tmp_path / "c.h5", tmp_path / "c.json", None, {"n_reference": 20},
+                   value_paths=values)
+    assert not (tmp_path / "c.h5").exists()

@@ -1,6 +1,7 @@
 """The core: the one training loop (budget, early stopping, checkpoints, seeding, threads) and the image checker."""
 
 import ast
+import logging
 import math
 import time
 from pathlib import Path
@@ -218,6 +219,25 @@ def test_progress_bar_is_shown_only_when_asked(capsys):
     assert "tiny loop" in capsys.readouterr().err
 
 
+def test_loop_logs_a_progress_line_every_few_seconds_and_one_at_the_end(caplog, monkeypatch):
+    clock = iter(range(0, 10_000, 2))  # perf_counter: 2 s per call, so lines are due every other step
+    monkeypatch.setattr("dualdiv.core.training.time.perf_counter", lambda: float(next(clock)))
+    model = nn.Linear(1, 1)
+    with caplog.at_level(logging.INFO, logger="dualdiv.core.training"):
+        train(lambda: 0.0, LoopSettings(6, eval_every=2, description="path step 3", log_every_s=3.0), model=model,
+              validate=lambda: 1.5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) >= 3 and all(line.startswith("path step 3: ") for line in lines)
+    assert "iteration 2/6, validation 1.5 (best 1.5 at 2)" in lines[0] and "s to go" in lines[0]
+    assert "stopped (budget) after 6 iterations" in lines[-1]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dualdiv.core.training"):
+        train(lambda: 0.0, LoopSettings(6, log_every_s=None))
+    assert not caplog.records
+    with pytest.raises(ValueError, match="log_every_s"):
+        LoopSettings(3, log_every_s=0)
+
+
 def test_loop_and_checker_import_nothing_above_core():
     for path in (CORE / "training.py", CORE / "checks.py"):
         tree = ast.parse(path.read_text())
@@ -228,8 +248,8 @@ def test_loop_and_checker_import_nothing_above_core():
     training = ast.parse((CORE / "training.py").read_text())
     runtime = {a.name.split(".")[0] for n in training.body if isinstance(n, ast.Import) for a in n.names} | \
               {n.module.split(".")[0] for n in training.body if isinstance(n, ast.ImportFrom) and n.module}
-    assert runtime - {"__future__", "contextlib", "math", "os", "time", "warnings", "collections", "dataclasses",
-                      "typing"} == {"torch", "tqdm"}
+    assert runtime - {"__future__", "contextlib", "logging", "math", "os", "time", "warnings", "collections",
+                      "dataclasses", "typing"} == {"torch", "tqdm"}
 
 
 # ---------------------------------------------------------------------------- the image checker

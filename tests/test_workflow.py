@@ -94,7 +94,7 @@ def test_html_report_holds_the_summary_table_and_every_figure(finished):
     with zipfile.ZipFile(tiny / "report.zip") as archive:
         files = [Path(name).name for name in archive.namelist()]
         html = archive.read("report/report.html").decode()
-    assert "summary.csv" in files and set(FIGURES) <= set(files)
+    assert {"summary.csv", "summary.md"} <= set(files) and set(FIGURES) <= set(files)
     assert '{"tiny": {"Other": ["results/tiny/figures/' in html  # the data set's figures in its own category
     assert "Figures of data set" in html and "Every metric of every method" in html  # the captions
 

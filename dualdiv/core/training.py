@@ -19,6 +19,7 @@ binding ``max_seconds`` makes the number of iterations machine-dependent.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # only an annotation: the loop itself needs torch and tqdm alone
     import numpy as np
@@ -109,6 +112,9 @@ class LoopSettings:
         none run): "last" keeps it as trained, "initial" restores the weights it started with.
     record_every: keep the loss of iterations 1, 1 + k, 1 + 2k, …; None: none.
     progress: show a tqdm bar labelled ``description``.
+    log_every_s: log a line (iteration, last validation, best, elapsed, ETA) at INFO at most
+        every this many seconds, and one when a run that long ends — a rule's log shows a
+        training job's progress while it runs; None: no lines.
     """
 
     max_iterations: int
@@ -120,12 +126,15 @@ class LoopSettings:
     record_every: int | None = None
     progress: bool = False
     description: str = "training"
+    log_every_s: float | None = 5.0
 
     def __post_init__(self):
         if self.max_iterations < 0:
             raise ValueError(f"max_iterations must be ≥ 0, got {self.max_iterations}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError(f"max_seconds must be > 0 or None, got {self.max_seconds}")
+        if self.log_every_s is not None and self.log_every_s <= 0:
+            raise ValueError(f"log_every_s must be > 0 or None, got {self.log_every_s}")
         for name in ("eval_every", "patience", "record_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1 or None, got {getattr(self, name)}")
@@ -247,6 +256,17 @@ def _load_checkpoint(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.
     return _Progress(**{name: content[name] for name in _Progress.__dataclass_fields__})
 
 
+def _log_progress(settings: LoopSettings, progress: _Progress, started: float, resumed_from: int) -> None:
+    """One INFO line: iteration i/N, last and best validation, elapsed and the time the budget's rest takes."""
+    elapsed = time.perf_counter() - started
+    done = progress.iteration - resumed_from
+    eta = elapsed / done * (settings.max_iterations - progress.iteration) if done else math.nan
+    validation = (f", validation {progress.curve[-1][1]:.4g} (best {progress.best_value:.4g} at "
+                  f"{progress.best_iteration})" if progress.curve else "")
+    log.info("%s: iteration %d/%d%s, %.0f s elapsed, at most %.0f s to go", settings.description,
+             progress.iteration, settings.max_iterations, validation, elapsed, eta)
+
+
 # ---------------------------------------------------------------------------- the loop
 
 
@@ -283,6 +303,7 @@ def train(step: Callable[[], float | torch.Tensor], settings: LoopSettings, *, m
     timed_out = False
     bar = tqdm(total=settings.max_iterations, initial=progress.iteration, disable=not settings.progress,
                desc=settings.description)
+    last_line = started
     try:
         while progress.iteration < settings.max_iterations:
             if settings.patience is not None and progress.since_best >= settings.patience:
@@ -305,6 +326,9 @@ def train(step: Callable[[], float | torch.Tensor], settings: LoopSettings, *, m
             if checkpoint is not None and iteration % checkpoint.every == 0:
                 _save_checkpoint(checkpoint, progress, model, optimizer, generator)
             bar.update()
+            if settings.log_every_s is not None and time.perf_counter() - last_line >= settings.log_every_s:
+                _log_progress(settings, progress, started, resumed_from)
+                last_line = time.perf_counter()
             if callback is not None:
                 callback(iteration)
     finally:
@@ -314,7 +338,12 @@ def train(step: Callable[[], float | torch.Tensor], settings: LoopSettings, *, m
             model.load_state_dict(progress.best_state)
         model.eval()
     patience_spent = settings.patience is not None and progress.since_best >= settings.patience
-    return TrainResult(iterations=progress.iteration, seconds=time.perf_counter() - started,
-                       stopped="patience" if patience_spent else "time" if timed_out else "budget",
+    stopped = "patience" if patience_spent else "time" if timed_out else "budget"
+    seconds = time.perf_counter() - started
+    if settings.log_every_s is not None and seconds >= settings.log_every_s:
+        best = f", best validation {progress.best_value:.4g} at {progress.best_iteration}" if progress.curve else ""
+        log.info("%s: stopped (%s) after %d iterations in %.1f s%s", settings.description, stopped,
+                 progress.iteration, seconds, best)
+    return TrainResult(iterations=progress.iteration, seconds=seconds, stopped=stopped,
                        resumed_from=resumed_from, best_value=progress.best_value,
                        best_iteration=progress.best_iteration, curve=progress.curve, losses=progress.losses)

@@ -144,11 +144,14 @@ class DualSpace:
                              progress=self.progress) for k in range(1, self.n_blocks + 1)]
         return self._assemble(x, plan, [state for state, _ in pieces], [record for _, record in pieces])
 
-    def assemble(self, images, plan: dict, states: Sequence[dict], records: Sequence[dict]) -> DualSpace:
+    def assemble(self, images, plan: dict, states: Sequence[dict], records: Sequence[dict],
+                 fit_steps=None, reference_steps=None) -> DualSpace:
         """A fitted space from path steps trained apart (one job each, e.g. on a cluster); returns self.
 
         images: the images the steps were trained on (n, H, W); plan: their plan;
         states/records: :func:`~dualdiv.estimators.path.train_step`'s outputs in step order 1..K.
+        fit_steps (n, K) / reference_steps (n_reference, K): f_k of ``images`` and of
+        :func:`reference_samples` when the step jobs computed them; None computes them here.
         """
         from dualdiv.estimators.path import check_plan
 
@@ -159,12 +162,17 @@ class DualSpace:
         check_plan(plan, 1)
         if tuple(plan["shape"]) != tuple(x.shape[1:]):
             raise InputError(f"plan is for images {tuple(plan['shape'])}, got images {tuple(x.shape[1:])}")
-        return self._assemble(x, plan, list(states), list(records))
+        values = None
+        if fit_steps is not None or reference_steps is not None:
+            values = (np.asarray(fit_steps, dtype=np.float64), np.asarray(reference_steps, dtype=np.float64))
+            expected = ((len(x), len(states)), (self.n_reference, len(states)))
+            if tuple(values[0].shape) != expected[0] or tuple(values[1].shape) != expected[1]:
+                raise InputError(f"step values of shapes {values[0].shape} and {values[1].shape} given, "
+                                 f"expected {expected[0]} and {expected[1]} (images, reference samples × steps)")
+        return self._assemble(x, plan, list(states), list(records), values)
 
-    def _assemble(self, x: np.ndarray, plan: dict, states: list[dict], records: list[dict]) -> DualSpace:
-        import torch
-
-        from dualdiv.estimators.divergence import sample_marginals
+    def _assemble(self, x: np.ndarray, plan: dict, states: list[dict], records: list[dict],
+                  values: tuple[np.ndarray, np.ndarray] | None = None) -> DualSpace:
         from dualdiv.estimators.path import combine_steps
 
         self.plan_, self.critic_states_, self.steps_ = plan, states, records
@@ -176,9 +184,10 @@ class DualSpace:
         self._build_critics()
         self.fit_F_ = self.reference_F_ = self.reference_steps_ = self.lo_ = self.hi_ = None
         if self.n_reference:
-            reference = sample_marginals(x, self.n_reference, torch.Generator().manual_seed(self.seed))
-            self.fit_F_ = self._step_values(x).sum(axis=1)
-            self.reference_steps_ = self._step_values(reference)  # (n_reference, K)
+            if values is None:
+                values = (self._step_values(x), self._step_values(reference_samples(x, self.n_reference, self.seed)))
+            self.fit_F_ = values[0].sum(axis=1)
+            self.reference_steps_ = values[1]  # (n_reference, K)
             self.reference_F_ = self.reference_steps_.sum(axis=1)
             self.lo_ = float(np.quantile(self.reference_F_, LO_QUANTILE))
             self.hi_ = float(self.fit_F_.max())
@@ -315,6 +324,20 @@ class DualSpace:
             setattr(space, name, None if value is None else np.asarray(value, dtype=dtype))
         space._build_critics()
         return space
+
+
+def reference_samples(images, n_reference: int, seed: int = 0) -> np.ndarray:
+    """The product-of-marginals samples of a fitted space's dual window: (n_reference, H, W) float32.
+
+    images: the fitted images (n, H, W) as the critics see them. The same draw wherever it
+    is made (a path step's job or the dual stage), so per-step values computed apart add up.
+    """
+    import torch
+
+    from dualdiv.estimators.divergence import sample_marginals
+
+    x = np.asarray(images, dtype=np.float32)
+    return sample_marginals(x, n_reference, torch.Generator().manual_seed(seed))
 
 
 def estimate_tc(x, n_blocks: int = 1, order: str = "time", seed: int = 0, settings: StepSettings | None = None,

@@ -49,8 +49,13 @@ def heldout_dv(fit_a, fit_b, score_a, score_b, seed: int = 0, iterations: int = 
     with seeded(seed), torch_threads(1):  # one thread: a tiny MLP only loses to thread overhead
         critic = _DVCritic(fa.shape[1], hidden, lipschitz)
         optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
-        train_loop(lambda: descend(optimizer, -dv_bound(critic(fa), critic(fb))), LoopSettings(iterations),
-                   model=critic)
+        both = torch.cat([fa, fb])  # one forward per step: one spectral-norm power iteration, not two
+
+        def batch_step() -> torch.Tensor:
+            values = critic(both)
+            return descend(optimizer, -dv_bound(values[:len(fa)], values[len(fa):]))
+
+        train_loop(batch_step, LoopSettings(iterations, description="neural DV critic"), model=critic)
         with torch.no_grad():
             va, vb = critic(sa).double().numpy(), critic(sb).double().numpy()
     return {"kl": float(dv_bound(va, vb)), "stderr": float(dv_stderr(va, vb))}

@@ -219,7 +219,7 @@ def train_critic(base: Base, images: np.ndarray, settings: ResidualCriticSetting
 
         # a loss: lower is better; if no held-out loss is finite the untrained critic is kept
         loop = LoopSettings(settings.iterations, eval_every=settings.eval_every, patience=settings.patience,
-                            higher_is_better=False, if_no_best="initial")
+                            higher_is_better=False, if_no_best="initial", description="residual critic")
         trained = train(step, loop, model=network, validate=validate)
     with torch.no_grad():
         auc = _auc(network(real_val).numpy(), network(fake_val).numpy())

@@ -60,23 +60,26 @@ def walk(F: torch.nn.Module, x0: np.ndarray, targets: np.ndarray, step_size: flo
     steps = torch.zeros(len(x), dtype=torch.int64)
     trajectory = [[] for _ in range(len(x))]
     active = torch.ones(len(x), dtype=torch.bool)
-    value = None
+    value = torch.zeros(len(x))
     for _ in range(max_steps + 1):
-        value, gradient = value_and_grad(F, x)
-        for i, v in enumerate(value.tolist()):
-            if active[i]:
-                trajectory[i].append(v)
-        active &= (value - t).abs() >= tolerance
-        active &= steps < max_steps
-        if not active.any():
+        # F and its gradient of the moving images only: the others have stopped, their F is known
+        rows = active.nonzero()[:, 0]
+        value_rows, gradient = value_and_grad(F, x[rows])
+        value[rows] = value_rows
+        for i, v in zip(rows.tolist(), value_rows.tolist(), strict=True):
+            trajectory[i].append(v)
+        moving = ((value_rows - t[rows]).abs() >= tolerance) & (steps[rows] < max_steps)
+        active[rows] = moving
+        if not moving.any():
             break
+        rows, gradient = rows[moving], gradient[moving]
         norm2 = gradient.flatten(1).pow(2).sum(dim=1)
-        move = step_size * ((t - value) / (norm2 + eps))[:, None, None] * gradient
-        move = move + noise * torch.randn(x.shape, generator=generator)
-        x = torch.where(active[:, None, None], x + move, x)
+        move = step_size * ((t[rows] - value[rows]) / (norm2 + eps))[:, None, None] * gradient
+        move = move + noise * torch.randn(x.shape, generator=generator)[rows]  # the same draws as for all images
+        x[rows] = x[rows] + move
         if low is not None:
             x = torch.maximum(torch.minimum(x, high), low)
-        steps += active.long()
+        steps[rows] += 1
     return x.numpy(), value.numpy(), steps.numpy(), trajectory
 
 

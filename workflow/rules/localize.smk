@@ -10,6 +10,7 @@ rule localize:
         code=script_code("localize"),
     log:
         "logs/{dataset}/localize.log",
+    priority: 20
     conda:
         "../../environment.yml"
     resources:

@@ -12,6 +12,7 @@ rule path_plan:
         code=script_code("path_plan"),
     log:
         "logs/{dataset}/path_plan.log",
+    priority: 30
     conda:
         "../../environment.yml"
     script:
@@ -26,13 +27,16 @@ rule path_step:
     output:
         critic=f"{RESULTS}/{{dataset}}/path/step_{{step}}.pt",
         record=f"{RESULTS}/{{dataset}}/path/step_{{step}}.json",
+        values=f"{RESULTS}/{{dataset}}/path/step_{{step}}.values.h5",
     params:
         training=lambda wc: json.dumps(step_settings(config, wc.dataset, int(wc.step)), sort_keys=True),
+        n_reference=lambda wc: dataset_settings(config, wc.dataset, "estimate")["n_reference"],
         seed=config["seed"],
         device=config["device"],
         code=script_code("path_step"),
     log:
         "logs/{dataset}/path_step_{step}.log",
+    priority: 30
     benchmark:
         f"{RESULTS}/{{dataset}}/benchmarks/path_step_{{step}}.tsv"
     conda:
@@ -54,6 +58,7 @@ rule dual:
         plan=f"{RESULTS}/{{dataset}}/path/plan.json",
         critics=lambda wc: path_files(wc.dataset, "pt"),
         records=lambda wc: path_files(wc.dataset, "json"),
+        values=lambda wc: path_files(wc.dataset, "values.h5"),
     output:
         dual=f"{RESULTS}/{{dataset}}/dual.h5",
         divergence=f"{RESULTS}/{{dataset}}/divergence.json",
@@ -65,9 +70,10 @@ rule dual:
         code=script_code("dual"),
     log:
         "logs/{dataset}/dual.log",
+    priority: 20
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -7,7 +7,11 @@ rule figures:
         samples=lambda wc: [f"{RESULTS}/{wc.dataset}/samples/{m}.h5" for m in methods(wc.dataset)],
     output:
         [
-            report(f"{RESULTS}/{{dataset}}/figures/{name}", caption="../report/figures.rst", category="{dataset}")
+            report(
+                f"{RESULTS}/{{dataset}}/figures/{name}",
+                caption=f"../report/figure_{name.removesuffix('.png')}.rst",  # one caption per figure
+                category="{dataset}",
+            )
             for name in FIGURES
         ],
     params:
@@ -72,11 +76,24 @@ rule total_correlation:
 
 
 rule summary:
-    """Every eval/*.json → results/summary.csv (dataset × method × metric, with reliability)."""
+    """Every eval/*.json → results/summary.csv (dataset × method × metric, with reliability; the rows of the
+    results folder's other data sets are kept) and results/summary.md (a headline table per data set)."""
     input:
         [f"{RESULTS}/{dataset}/eval/{method}.json" for dataset in DATASETS for method in methods(dataset)],
     output:
-        report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="summary"),
+        # update(): Snakemake must not delete the CSV before the job, which reads back other data sets' rows
+        csv=report(
+            update(f"{RESULTS}/summary.csv"),
+            caption="../report/summary.rst",
+            category="Summary",  # capitalised: sorts before the data sets' lower-case categories
+            labels={"table": "2 · every metric of every method (summary.csv)"},
+        ),
+        md=report(
+            f"{RESULTS}/summary.md",
+            caption="../report/summary_headline.rst",
+            category="Summary",
+            labels={"table": "1 · headline per data set (summary.md)"},  # the labels order the category: first
+        ),
     params:
         code=script_code("summary"),
     log:

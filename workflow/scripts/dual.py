@@ -11,7 +11,7 @@ def main(smk):
     torch.set_num_threads(smk.threads)
     write_dual(smk.input.tiles, smk.input.plan, list(smk.input.critics), list(smk.input.records),
                smk.output.dual, smk.output.divergence, smk.output.space, json.loads(smk.params.estimate),
-               smk.params.seed, smk.params.device)
+               smk.params.seed, smk.params.device, list(smk.input.values))
 
 
 run_script(snakemake, main)  # noqa: F821 (injected by Snakemake)

@@ -117,7 +117,8 @@ class TorchBaseline(Generator):
 
         model: the network sampled from, in eval mode afterwards.
         """
-        budget = LoopSettings(self.max_iterations, self.max_seconds, record_every=RECORD_EVERY)
+        budget = LoopSettings(self.max_iterations, self.max_seconds, record_every=RECORD_EVERY,
+                              description=type(self).__name__)
         result = train(step, budget, model=model)
         self.iterations_, self.train_seconds_, self.loss_curve_ = result.iterations, result.seconds, result.losses
 
