@@ -32,6 +32,7 @@ include: "workflow/rules/tile.smk"
 include: "workflow/rules/path.smk"
 include: "workflow/rules/localize.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
 
 

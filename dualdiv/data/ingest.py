@@ -11,6 +11,8 @@ concatenates the files along samples (the file each sample came from is kept in 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from dualdiv.core.errors import ConfigError, InputError
-from dualdiv.data.readers import FORMATS, RawSeries
+from dualdiv.data.readers import FORMATS, MNE_OPTIONS, RawSeries
 
 LENGTH_POLICIES = ("error", "crop", "pad")
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # tiles and samples store float32
@@ -35,8 +37,21 @@ class IngestSettings:
     length_policy: series of unequal length → ``error``; ``crop`` to the
         shortest; ``pad`` to the longest by repeating each series' last value.
     sampling_rate: Hz, overrides what the file says (None: from the file, if any).
-    units: physical units of the values (None: from the file, if any).
+    units: physical units of the values (None: from the file, if any). For EEG/MEG files
+        (read through MNE, which holds volts and tesla) the unit the values are converted to,
+        a sub-multiple of the channels' SI unit (``uV``, ``mV``, ``fT``…; None: µV for EEG,
+        fT for magnetometers, fT/cm for gradiometers).
     channel_names: overrides the file's channel names (must match the count).
+
+    Only for EEG/MEG files (formats of :data:`~dualdiv.data.readers.MNE_FORMATS`, done by MNE,
+    see :mod:`dualdiv.data.readers.mne_files`):
+
+    epochs: how a continuous recording becomes samples: ``{events: [description, ...], tmin,
+        tmax}`` (seconds around each annotation of those descriptions, labelled by it),
+        ``{duration, overlap}`` (fixed-length windows, seconds), or None (the whole recording).
+    picks: channels kept: a type (``eeg``), a list of types or names; None: MNE's data channels.
+    resample: new sampling rate in Hz (None: the file's).
+    l_freq, h_freq: band-pass edges in Hz of MNE's FIR filter (None: no high-/low-pass).
     """
 
     format: str | None = None
@@ -45,8 +60,26 @@ class IngestSettings:
     sampling_rate: float | None = None
     units: str | None = None
     channel_names: tuple[str, ...] | None = None
+    epochs: dict | None = None
+    picks: str | tuple[str, ...] | None = None
+    resample: float | None = None
+    l_freq: float | None = None
+    h_freq: float | None = None
 
     def __post_init__(self):
+        if isinstance(self.picks, list):
+            object.__setattr__(self, "picks", tuple(self.picks))
+        picks = (self.picks,) if isinstance(self.picks, str) else self.picks
+        if picks is not None and not (isinstance(picks, tuple) and picks and all(isinstance(p, str) and p
+                                                                                 for p in picks)):
+            raise ConfigError(f"ingest.picks: a channel type or a list of channel names/types, got {self.picks!r}")
+        _check_epochs(self.epochs)
+        for name in ("resample", "l_freq", "h_freq"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and value > 0):
+                raise ConfigError(f"ingest.{name}: must be a number of Hz > 0, got {value!r}")
+        if self.l_freq is not None and self.h_freq is not None and not self.l_freq < self.h_freq:
+            raise ConfigError(f"ingest.l_freq: {self.l_freq} Hz must be below ingest.h_freq ({self.h_freq} Hz)")
         if self.format is not None and self.format not in FORMATS:
             raise ConfigError(f"ingest.format: {self.format!r} is not one of {', '.join(FORMATS)}")
         if self.length_policy not in LENGTH_POLICIES:
@@ -56,6 +89,42 @@ class IngestSettings:
             raise ConfigError(f"ingest.min_samples: must be ≥ 1, got {self.min_samples}")
         if self.sampling_rate is not None and not self.sampling_rate > 0:
             raise ConfigError(f"ingest.sampling_rate: must be > 0 Hz, got {self.sampling_rate}")
+
+    def reader_options(self) -> dict:
+        """The settings the MNE readers take (:func:`dualdiv.data.readers.read_file`'s ``options``)."""
+        return {name: getattr(self, name) for name in (*MNE_OPTIONS, "units")}
+
+
+_EPOCH_KEYS = {"events": ("events", "tmin", "tmax"), "duration": ("duration", "overlap")}
+
+
+def _check_epochs(epochs: dict | None) -> None:
+    """ConfigError naming the first bad key of an ``ingest.epochs`` mapping."""
+    if epochs is None:
+        return
+    if not isinstance(epochs, dict) or ("events" in epochs) == ("duration" in epochs):
+        raise ConfigError("ingest.epochs: either {events: [description, ...], tmin: s, tmax: s} or "
+                          f"{{duration: s, overlap: s}}, got {epochs!r}")
+    kind = "events" if "events" in epochs else "duration"
+    unknown = sorted(set(epochs) - set(_EPOCH_KEYS[kind]))
+    if unknown:
+        raise ConfigError(f"ingest.epochs: unknown key(s) {', '.join(unknown)} with {kind}; known: "
+                          f"{', '.join(_EPOCH_KEYS[kind])}")
+    if kind == "events":
+        events = epochs["events"]
+        if isinstance(events, str | int) or not events or not all(isinstance(e, str | int) for e in events):
+            raise ConfigError(f"ingest.epochs.events: a list of annotation descriptions, got {events!r}")
+        for key in ("tmin", "tmax"):
+            if not isinstance(epochs.get(key), int | float):
+                raise ConfigError(f"ingest.epochs.{key}: seconds relative to each event, got {epochs.get(key)!r}")
+        if not epochs["tmin"] < epochs["tmax"]:
+            raise ConfigError(f"ingest.epochs: tmin {epochs['tmin']} s must be below tmax {epochs['tmax']} s")
+    else:
+        duration, overlap = epochs["duration"], epochs.get("overlap", 0.0)
+        if not (isinstance(duration, int | float) and duration > 0):
+            raise ConfigError(f"ingest.epochs.duration: seconds > 0, got {duration!r}")
+        if not (isinstance(overlap, int | float) and 0 <= overlap < duration):
+            raise ConfigError(f"ingest.epochs.overlap: seconds in [0, duration), got {overlap!r}")
 
 
 # ------------------------------------------------------------------------- assembly
@@ -87,9 +156,13 @@ def equalise_lengths(raw: RawSeries, policy: str, target: int | None = None) -> 
 
 
 def assemble(raws: Sequence[RawSeries], settings: IngestSettings) -> xr.Dataset:
-    """Check and concatenate what the readers returned into the ``raw.nc`` Dataset."""
+    """Check and concatenate what the readers returned into the ``raw.nc`` Dataset.
+
+    Files whose channels have the same names in another order are put in the first file's order.
+    """
     first = raws[0]
-    for raw in raws:
+    raws = list(raws)
+    for index, raw in enumerate(raws):
         if len(raw.series) == 0:
             raise InputError(f"{raw.path}: no samples")
         if len(raw.series[0]) == 0:
@@ -97,14 +170,29 @@ def assemble(raws: Sequence[RawSeries], settings: IngestSettings) -> xr.Dataset:
         counts = {len(sample) for sample in raw.series}
         if len(counts) > 1:
             raise InputError(f"{raw.path}: samples have different channel counts {sorted(counts)}")
-        if len(raw.series[0]) != len(first.series[0]):
-            raise InputError(f"{raw.path}: {len(raw.series[0])} channels, but {first.path} has "
-                             f"{len(first.series[0])}: files must share their channels")
         if raw.channel_names and len(raw.channel_names) != len(raw.series[0]):
             raise InputError(f"{raw.path}: {len(raw.channel_names)} channel names for {len(raw.series[0])} channels")
         if raw.channel_names and first.channel_names and raw.channel_names != first.channel_names:
-            raise InputError(f"{raw.path}: channel names {raw.channel_names[:4]}... differ from "
-                             f"{first.path}'s {first.channel_names[:4]}...")
+            missing = [name for name in first.channel_names if name not in raw.channel_names]
+            extra = [name for name in raw.channel_names if name not in first.channel_names]
+            if missing:
+                raise InputError(f"{raw.path}: channel(s) {', '.join(missing[:8])}{' …' if len(missing) > 8 else ''} "
+                                 f"missing (present in {first.path}); files must share their channels")
+            if extra:
+                raise InputError(f"{raw.path}: channel(s) {', '.join(extra[:8])}{' …' if len(extra) > 8 else ''} "
+                                 f"not in {first.path}; files must share their channels (ingest.picks chooses them "
+                                 "for EEG/MEG files)")
+            raw = raws[index] = _in_channel_order(raw, first.channel_names)
+        if len(raw.series[0]) != len(first.series[0]):
+            raise InputError(f"{raw.path}: {len(raw.series[0])} channels, but {first.path} has "
+                             f"{len(first.series[0])}: files must share their channels")
+        if raw.channel_types and first.channel_types and raw.channel_types != first.channel_types:
+            where = next(c for c, (a, b) in enumerate(zip(raw.channel_types, first.channel_types, strict=True))
+                         if a != b)
+            raise InputError(f"{raw.path}: channel {where} is of type {raw.channel_types[where]}, but "
+                             f"{first.channel_types[where]} in {first.path}")
+        if raw.units and first.units and raw.units != first.units and raw.channel_types:
+            raise InputError(f"{raw.path}: units {raw.units!r} differ from {first.path}'s {first.units!r}")
         if (raw.labels is None) != (first.labels is None):
             raise InputError(f"{raw.path}: {'has' if raw.labels else 'has no'} labels, unlike {first.path}")
         if raw.sampling_rate and first.sampling_rate and not math.isclose(raw.sampling_rate,
@@ -139,13 +227,28 @@ def assemble(raws: Sequence[RawSeries], settings: IngestSettings) -> xr.Dataset:
         "time": ("time", time, {"units": "s" if rate else "time step"}),
         "source_file": ("sample", np.concatenate([[raw.path.name] * len(raw.series) for raw in raws])),
     }
+    if first.channel_types is not None:
+        coords["channel_type"] = ("channel", np.array(first.channel_types, dtype=str))
     data_vars = {"signal": (("sample", "channel", "time"), signal, {"units": units})}
     if first.labels is not None:
         data_vars["label"] = ("sample", np.array([lab for raw in raws for lab in raw.labels], dtype=str))
     attrs = {"units": units, "length_policy": settings.length_policy}
     if rate:
         attrs["sampling_rate"] = float(rate)
+    if any("mne" in raw.meta for raw in raws):  # what MNE did to each file (filter, resampling, epochs)
+        attrs["mne"] = json.dumps({raw.path.name: raw.meta.get("mne") for raw in raws})
     return xr.Dataset(data_vars, coords, attrs)
+
+
+def _in_channel_order(raw: RawSeries, names: Sequence[str]) -> RawSeries:
+    """``raw`` with its channels (series, names, types) in the order of ``names`` (the same set)."""
+    order = [raw.channel_names.index(name) for name in names]
+    if isinstance(raw.series, np.ndarray):
+        series = raw.series[:, order]
+    else:
+        series = [[sample[c] for c in order] for sample in raw.series]
+    types = [raw.channel_types[c] for c in order] if raw.channel_types else None
+    return dataclasses.replace(raw, series=series, channel_names=list(names), channel_types=types)
 
 
 def _check_values(path: Path, array: np.ndarray) -> None:

@@ -4,7 +4,9 @@
 ``/images_physical`` float32 in the data's units; ``/provenance`` one JSON record per
 sample (for the walks: start, target, steps, accepted or why not; for the correction:
 weight/ESS or MALA acceptance); attributes ``method``, ``generator`` (the registry key
-used), ``settings`` (JSON), ``seed``, ``channel_names``, ``units`` and the stage provenance.
+used), ``settings`` (JSON), ``seed``, ``channel_names``, ``units`` and the stage provenance;
+``sampling_rate`` (Hz) and ``channel_types`` (JSON, MNE's channel types) where the tiles have them
+(older files lack them: they read back as None).
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ class Samples:
     seed: int
     channel_names: list[str] | None = None  # as written: the data's channel names and units
     units: str | None = None
+    channel_types: list[str] | None = None  # (H,) MNE's channel types (eeg, mag, ...), where known
+    sampling_rate: float | None = None  # Hz, where known
+    provenance: dict | None = None  # the stage's provenance record, as read back
 
 
 def write_samples_file(out: str | os.PathLike, samples: Samples, channel_names: list[str], units: str,
-                       provenance: dict) -> None:
+                       provenance: dict, channel_types: list[str] | None = None,
+                       sampling_rate: float | None = None) -> None:
     """Write ``samples`` to ``out`` atomically (bit-reproducible: no HDF5 time stamps)."""
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as handle:
         chunks = (1, *samples.images.shape[1:])
@@ -50,6 +56,10 @@ def write_samples_file(out: str | os.PathLike, samples: Samples, channel_names: 
         handle.attrs["channel_names"] = json.dumps(channel_names)
         handle.attrs["units"] = units
         handle.attrs["provenance"] = json.dumps(provenance)
+        if channel_types is not None:
+            handle.attrs["channel_types"] = json.dumps(list(channel_types))
+        if sampling_rate:
+            handle.attrs["sampling_rate"] = float(sampling_rate)
 
 
 def load_samples(path: str | os.PathLike) -> Samples:
@@ -63,7 +73,11 @@ def load_samples(path: str | os.PathLike) -> Samples:
                            method=str(handle.attrs["method"]), generator=str(handle.attrs["generator"]),
                            settings=json.loads(handle.attrs["settings"]), seed=int(handle.attrs["seed"]),
                            channel_names=json.loads(handle.attrs.get("channel_names", "null")),
-                           units=str(handle.attrs["units"]) if "units" in handle.attrs else None)
+                           units=str(handle.attrs["units"]) if "units" in handle.attrs else None,
+                           channel_types=json.loads(handle.attrs.get("channel_types", "null")),
+                           sampling_rate=float(handle.attrs["sampling_rate"]) if "sampling_rate" in handle.attrs
+                           else None,
+                           provenance=json.loads(handle.attrs.get("provenance", "null")))
     except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, ValueError... for corrupt files
         raise InputError(f"{path}: cannot read samples file (corrupt or truncated? rerun its stage): "
                          f"{str(exc).splitlines()[0]}") from None

@@ -12,7 +12,8 @@ generated) back to the data's units.
 ``/sample_id`` int64 (row in raw.nc); ``/window_start`` int64 (time index of the
 window in its recording); ``/labels`` where the data have labels; attributes
 ``channel_mean``, ``channel_std``, ``channel_names``, ``sampling_rate``,
-``units``, ``provenance``.
+``units``, ``provenance``, and ``channel_types`` (JSON, MNE's channel types) where the
+data came from an EEG/MEG file.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Tiles:
     sampling_rate: float | None = None
     units: str = "unknown"
     provenance: dict | None = None
+    channel_types: list[str] | None = None  # (H,) MNE's channel types (eeg, mag, ...), where known
 
     def subset(self, split: str) -> np.ndarray:
         """Images of one split, ``(n_split, H, W)``."""
@@ -187,6 +189,8 @@ def write_tiles(out: str | os.PathLike, tiles: Tiles) -> None:
         if tiles.sampling_rate:
             handle.attrs["sampling_rate"] = tiles.sampling_rate
         handle.attrs["provenance"] = json.dumps(tiles.provenance or {})
+        if tiles.channel_types is not None:
+            handle.attrs["channel_types"] = json.dumps(list(tiles.channel_types))
         handle.attrs["content_sha256"] = _content_sha256(tiles)
 
 
@@ -201,6 +205,8 @@ def _content_sha256(tiles: Tiles) -> str:
         digest.update(np.ascontiguousarray(array, dtype=dtype).data)
     text = [list(map(str, tiles.split)), None if tiles.labels is None else list(map(str, tiles.labels)),
             list(tiles.channel_names), tiles.sampling_rate or None, tiles.units, tiles.provenance or {}]
+    if tiles.channel_types is not None:  # only then: files written before channel types keep their checksum
+        text.append(list(tiles.channel_types))
     digest.update(json.dumps(text, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -227,6 +233,7 @@ def load_tiles(path: str | os.PathLike) -> Tiles:
                 sampling_rate=float(handle.attrs["sampling_rate"]) if "sampling_rate" in handle.attrs else None,
                 units=str(handle.attrs.get("units", "unknown")),
                 provenance=json.loads(handle.attrs.get("provenance", "{}")),
+                channel_types=json.loads(handle.attrs["channel_types"]) if "channel_types" in handle.attrs else None,
             )
             stored_sha256 = handle.attrs.get("content_sha256")
     except InputError:

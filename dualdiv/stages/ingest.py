@@ -1,6 +1,7 @@
 """Stage 1, ingest, on files: raw files → ``raw.nc`` (xarray Dataset, dims sample × channel × time).
 
-Each file is read by the reader of its format (:func:`dualdiv.data.readers.read_file`),
+Each file is read by the reader of its format (:func:`dualdiv.data.readers.read_file`; EEG/MEG
+files through MNE with the epoching, picks, filter and resampling settings),
 the results are checked and concatenated by :func:`dualdiv.data.ingest.assemble`, and
 the Dataset is written atomically with the checksums of its inputs and its provenance.
 """
@@ -30,7 +31,7 @@ def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     if not paths:
         raise ConfigError("ingest: no input files given")
     paths = [resolve_path(p) for p in paths]  # package:<package>/<file> → the installed file
-    raws = [read_file(path, settings.format) for path in paths]
+    raws = [read_file(path, settings.format, settings.reader_options()) for path in paths]
     dataset = assemble(raws, settings)
     checksums = {str(p): sha256_file(p) for p in paths}
     dataset.attrs["source"] = json.dumps([str(p) for p in paths])
@@ -43,6 +44,7 @@ def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
 
 def _jsonable(settings: IngestSettings) -> dict:
     values = asdict(settings)
-    if values["channel_names"] is not None:
-        values["channel_names"] = list(values["channel_names"])
+    for name in ("channel_names", "picks"):
+        if isinstance(values[name], tuple):
+            values[name] = list(values[name])
     return values

@@ -93,5 +93,5 @@ def write_samples(tiles_path: str | os.PathLike, method: str, out: str | os.Path
     settings_json = json.loads(json.dumps(samples.settings, sort_keys=True, default=str))
     write_samples_file(out, samples, tiles.channel_names, tiles.units, provenance(
         "sample", {"method": method, "generator": key, "n": n, "seed": seed, "settings": settings_json},
-        {str(tiles_path): sha256_file(tiles_path)}))
+        {str(tiles_path): sha256_file(tiles_path)}), tiles.channel_types, tiles.sampling_rate)
     return samples

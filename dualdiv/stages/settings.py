@@ -34,6 +34,7 @@ from dualdiv.generators.base import DEFAULT_VARIANT
 
 TOP_LEVEL = {"seed": 0, "results": "results", "device": "auto", "gpus": 0}
 DEFAULT_METHODS = ("dualdiv", "dualdiv_walk", "spectral", "var", "gaussian_lw", "copy", "interpolate", "marginals")
+EXPORT_FORMATS = ("fif", "edf", "bdf")  # sample.export (the suffixes: dualdiv.stages.export.EXPORT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -43,16 +44,26 @@ class SampleSettings:
     n_samples: images per method. default: the generator key written as ``samples/dualdiv.h5``.
     methods: the methods every data set runs (each a generator key, ``dualdiv`` = ``default``).
     settings: constructor settings per generator key (absent keys: the constructor's defaults).
+    export: formats the workflow also writes each ``samples/{method}.h5`` in, for MNE-Python users
+        (``fif``: ``{method}-epo.fif``; ``edf``, ``bdf``: ``{method}.edf``/``.bdf``; needs
+        ``dualdiv[eeg]``); ``auto``: ``fif`` when the data set's files are EEG/MEG files read
+        through MNE, else none.
     """
 
     n_samples: int = 100
     default: str = DEFAULT_VARIANT
     methods: tuple[str, ...] = DEFAULT_METHODS
     settings: dict = field(default_factory=dict)
+    export: tuple[str, ...] | str = "auto"
 
     def __post_init__(self):
         if self.n_samples < 1:
             raise ConfigError(f"sample.n_samples: must be ≥ 1, got {self.n_samples}")
+        if isinstance(self.export, list):
+            object.__setattr__(self, "export", tuple(self.export))
+        if self.export != "auto" and (isinstance(self.export, str)
+                                      or not set(self.export) <= set(EXPORT_FORMATS)):
+            raise ConfigError(f"sample.export: 'auto' or a list of {', '.join(EXPORT_FORMATS)}, got {self.export!r}")
 
 
 # section → "module:class" of its settings (imported when asked)

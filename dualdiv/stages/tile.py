@@ -87,6 +87,7 @@ def tile(raw_path: str | os.PathLike, out: str | os.PathLike,
         units=str(ds.attrs.get("units", "unknown")),
         provenance=provenance("tile", asdict(settings), checksums)
         | {"constant_channels": [names[c] for c in constant]},
+        channel_types=[str(t) for t in ds["channel_type"].values] if "channel_type" in ds.coords else None,
     )
     write_tiles(out, tiles)
     return tiles

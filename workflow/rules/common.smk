@@ -6,6 +6,7 @@ from pathlib import Path
 from dualdiv.core.io import code_hash
 from dualdiv.evaluation.figures import FIGURES
 from dualdiv.generators import REGISTRY, WALKS, resolve_method
+from dualdiv.stages.export import EXPORT_SUFFIXES, export_formats
 from dualdiv.stages.workflow import dataset_settings, selected_datasets, step_settings
 
 DATASETS = selected_datasets(config)
@@ -51,6 +52,22 @@ def path_files(dataset, suffix):
     return [f"{RESULTS}/{dataset}/path/step_{k}.{suffix}" for k in range(1, n_blocks + 1)]
 
 
+def sample_settings(wildcards):
+    """The sample rules' settings param: the data set's sample section without `export` (a change of the
+    export formats writes other files, it does not redraw the samples)."""
+    sample = dataset_settings(config, wildcards.dataset, "sample")
+    sample.pop("export", None)
+    return json.dumps(sample, sort_keys=True)
+
+
+def export_targets(dataset):
+    """samples/{method}-epo.fif (and .edf/.bdf) of every method, for the formats of `sample.export`."""
+    export = dataset_settings(config, dataset, "sample")["export"]
+    formats = export_formats(export, DATASETS[dataset]["files"], dataset_settings(config, dataset, "ingest")["format"])
+    return [f"{RESULTS}/{dataset}/samples/{method}{EXPORT_SUFFIXES[fmt]}" for method in methods(dataset)
+            for fmt in formats]
+
+
 def sample_inputs(wildcards):
     """Inputs of the sample rule — the tiles, plus the fitted dual space and clusters for the walks (they use F)."""
     base = f"{RESULTS}/{wildcards.dataset}"
@@ -76,4 +93,5 @@ def all_targets():
     targets = []
     for dataset in DATASETS:
         targets += [f"{RESULTS}/{dataset}/figures/{name}" for name in FIGURES]
+        targets += export_targets(dataset)
     return targets + [f"{RESULTS}/summary.csv"]

@@ -9,6 +9,8 @@ rule ingest:
         code=script_code("ingest", "dualdiv.data.readers.*"),
     log:
         "logs/{dataset}/ingest.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/ingest.tsv"
     conda:
         "../../environment.yml"
     resources:

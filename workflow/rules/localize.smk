@@ -10,6 +10,8 @@ rule localize:
         code=script_code("localize"),
     log:
         "logs/{dataset}/localize.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/localize.tsv"
     priority: 20
     conda:
         "../../environment.yml"

@@ -12,6 +12,8 @@ rule path_plan:
         code=script_code("path_plan"),
     log:
         "logs/{dataset}/path_plan.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/path_plan.tsv"
     priority: 30
     conda:
         "../../environment.yml"
@@ -70,6 +72,8 @@ rule dual:
         code=script_code("dual"),
     log:
         "logs/{dataset}/dual.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/dual.tsv"
     priority: 20
     conda:
         "../../environment.yml"

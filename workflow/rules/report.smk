@@ -19,6 +19,8 @@ rule figures:
         code=script_code("figures"),
     log:
         "logs/{dataset}/figures.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/figures.tsv"
     conda:
         "../../environment.yml"
     script:
@@ -98,6 +100,8 @@ rule summary:
         code=script_code("summary"),
     log:
         "logs/summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/summary.tsv"
     conda:
         "../../environment.yml"
     script:

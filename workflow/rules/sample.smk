@@ -11,11 +11,12 @@ rule sample:
     wildcard_constraints:
         method=r"dualdiv(_[a-z]+)?",
     params:
-        sample=lambda wc: json.dumps(dataset_settings(config, wc.dataset, "sample"), sort_keys=True),
+        sample=sample_settings,
         device=config["device"],
         code=generator_code,
     log:
         "logs/{dataset}/sample_{method}.log",
+    priority: 10
     benchmark:
         f"{RESULTS}/{{dataset}}/benchmarks/sample_{{method}}.tsv"
     conda:
@@ -37,7 +38,7 @@ rule baseline:
     wildcard_constraints:
         method=r"(?!dualdiv)[a-z_]+",
     params:
-        sample=lambda wc: json.dumps(dataset_settings(config, wc.dataset, "sample"), sort_keys=True),
+        sample=sample_settings,
         device=config["device"],
         code=generator_code,
     log:

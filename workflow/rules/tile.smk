@@ -9,6 +9,8 @@ rule tile:
         code=script_code("tile"),
     log:
         "logs/{dataset}/tile.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/tile.tsv"
     conda:
         "../../environment.yml"
     resources:

@@ -1,15 +1,14 @@
 """Rules sample and baseline: tiles.h5 (+ the dual space and clusters for walks) → samples/{method}.h5."""
 import json
 
-import torch
-
 from dualdiv.generators import WALKS, resolve_method
 from dualdiv.stages.runner import run_script
 from dualdiv.stages.sample import walk_inputs, write_samples
 
 
 def main(smk):
-    torch.set_num_threads(smk.threads)
+    # no torch import here: the references and bases need none; write_samples pins torch's threads
+    # (to one, for determinism) once a generator that needs it has imported it
     sample = json.loads(smk.params.sample)
     key, _ = resolve_method(smk.wildcards.method, sample)
     walk = None

@@ -9,6 +9,11 @@ or the file extension, :data:`EXTENSIONS`):
 - ``csv`` (:mod:`~dualdiv.data.readers.csv_table`): a wide CSV table, one row per time point.
 - ``npy``, ``npz`` (:mod:`~dualdiv.data.readers.arrays`): NumPy arrays.
 - ``netcdf`` (:mod:`~dualdiv.data.readers.netcdf`): NetCDF/HDF5 written by xarray, or plain HDF5.
+- EEG/MEG files through MNE-Python (:mod:`~dualdiv.data.readers.mne_files`, the optional extra
+  ``dualdiv[eeg]``): ``edf`` (``.edf``), ``bdf`` (``.bdf``), ``fif`` (``.fif``, continuous),
+  ``fif_epochs`` (``-epo.fif``/``_epo.fif``), ``brainvision`` (``.vhdr``), ``eeglab`` (``.set``).
+  Only these readers take options (:data:`MNE_OPTIONS`: epoching, channel picks, filter,
+  resampling, units), passed by :func:`read_file`.
 
 Benchmark data sets, named explicitly (no extension of their own):
 
@@ -26,10 +31,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from dualdiv.core.errors import InputError
+from dualdiv.core.errors import ConfigError, InputError
 from dualdiv.data.readers.common import RawSeries
 
 # format → "module:function" in this package; a string, so that the registry imports no reader.
@@ -43,18 +49,36 @@ READERS: dict[str, str] = {
     "tmy3": "tmy3:read",
     "prices": "prices:read",
     "spikes_sim": "spikes:read",
+    "edf": "mne_files:read_edf",
+    "bdf": "mne_files:read_bdf",
+    "fif": "mne_files:read_fif",
+    "fif_epochs": "mne_files:read_fif_epochs",
+    "brainvision": "mne_files:read_brainvision",
+    "eeglab": "mne_files:read_eeglab",
 }
 FORMATS = tuple(READERS)
+MNE_FORMATS = ("edf", "bdf", "fif", "fif_epochs", "brainvision", "eeglab")
+# settings only the MNE readers take (besides ``units``, which every reader's output may be given)
+MNE_OPTIONS = ("epochs", "picks", "resample", "l_freq", "h_freq")
 EXTENSIONS = {".ts": "ts", ".csv": "csv", ".npy": "npy", ".npz": "npz",
-              ".nc": "netcdf", ".h5": "netcdf", ".hdf5": "netcdf", ".nc4": "netcdf"}
+              ".nc": "netcdf", ".h5": "netcdf", ".hdf5": "netcdf", ".nc4": "netcdf",
+              ".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".vhdr": "brainvision", ".set": "eeglab"}
+# endings longer than one suffix, checked first (MNE's names: epochs files end in -epo.fif)
+COMPOUND_EXTENSIONS = {"-epo.fif": "fif_epochs", "_epo.fif": "fif_epochs", "-epo.fif.gz": "fif_epochs",
+                       "_epo.fif.gz": "fif_epochs", ".fif.gz": "fif"}
 
-__all__ = ["EXTENSIONS", "FORMATS", "READERS", "RawSeries", "detect_format", "read_file", "reader"]
+__all__ = ["EXTENSIONS", "FORMATS", "MNE_FORMATS", "MNE_OPTIONS", "READERS", "RawSeries", "detect_format",
+           "read_file", "reader"]
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:
     """The reader to use for ``path``: ``fmt`` if given, else from the extension."""
     if fmt is not None:
         return fmt
+    name = path.name.lower()
+    for ending, found in COMPOUND_EXTENSIONS.items():
+        if name.endswith(ending):
+            return found
     try:
         return EXTENSIONS[path.suffix.lower()]
     except KeyError:
@@ -69,12 +93,27 @@ def reader(fmt: str) -> Callable[[Path], RawSeries]:
     return getattr(importlib.import_module(f"dualdiv.data.readers.{module}"), name)
 
 
-def read_file(path: str | os.PathLike, fmt: str | None = None) -> RawSeries:
-    """Read one raw file with the reader for its format; missing files are an InputError."""
+def read_file(path: str | os.PathLike, fmt: str | None = None, options: Mapping[str, Any] | None = None
+              ) -> RawSeries:
+    """Read one raw file with the reader for its format; missing files are an InputError.
+
+    options: settings of the MNE readers (:data:`MNE_OPTIONS` and ``units``, the fields of
+        :class:`~dualdiv.data.ingest.IngestSettings` of those names); for any other format
+        one of :data:`MNE_OPTIONS` set (not None) is a ConfigError.
+    """
     path = Path(path)
-    read = reader(detect_format(path, fmt))
+    fmt = detect_format(path, fmt)
+    read = reader(fmt)
+    options = dict(options or {})
+    if fmt not in MNE_FORMATS:
+        given = [key for key in MNE_OPTIONS if options.get(key) is not None]
+        if given:
+            raise ConfigError(f"ingest.{given[0]}: applies to EEG/MEG files read through MNE "
+                              f"({', '.join(MNE_FORMATS)}), but {path} is read as {fmt}")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
+    if fmt in MNE_FORMATS:
+        return read(path, **{key: options.get(key) for key in (*MNE_OPTIONS, "units")})
     return read(path)

@@ -24,6 +24,10 @@ class RawSeries:
         until the length policy is applied; channels are lists when ragged), or one
         ``(n, channels, time)`` array when the reader has the data whole (ingest then
         copies nothing).
+    channel_types: one type per channel in MNE's words (``eeg``, ``eog``, ``mag``, ``grad``, ...),
+        where the file says (the MNE readers); None otherwise.
+    meta: what the reader did beyond parsing (the MNE readers: filter, resampling, epochs
+        found and dropped), stored with ``raw.nc``.
     """
 
     path: Path
@@ -33,6 +37,7 @@ class RawSeries:
     sampling_rate: float | None = None
     units: str | None = None
     meta: dict = field(default_factory=dict)
+    channel_types: list[str] | None = None
 
 
 def _raw_series(path: Path, series: np.ndarray, **metadata) -> RawSeries:
