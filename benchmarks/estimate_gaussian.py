@@ -1,4 +1,4 @@
-"""Accuracy of total-correlation estimators on Gaussians with closed-form TC (DESIGN §7).
+"""Accuracy of total-correlation estimators on Gaussians with closed-form TC.
 
 For x ~ N(0, R) with unit variances, TC(x) = −½ log det R (nats). Two families:
 equicorrelated (R_ij = ρ, no spatial order) and AR(1) (R_ij = φ^|i−j|, local), with

@@ -3,7 +3,7 @@
 For each ``--dataset`` of ``--configfile`` the workflow is first run up to ``clusters.json``
 (ingest → tile → path → dual → localize, seed from the config: one F per data set), then
 every method is fitted on the training images and draws ``--n`` images for each of
-``--seeds`` seeds. Metrics against the held-out test images (``dualdiv.evaluation.metrics``, DESIGN §5.6):
+``--seeds`` seeds. Metrics against the held-out test images (``dualdiv.evaluation.metrics``):
 
 - feature C2ST: classifier two-sample AUC (0.5 best), logistic regression on the
   standardised per-channel Welch log spectra + channel correlations, ``--repeats`` ×

@@ -71,7 +71,7 @@ def dataset_section(name: str, table: dict, reliable: dict, folder: Path) -> tup
     columns = PAPER_METRICS + OTHER_METRICS
     header = [label + ("" if reliable.get(key) in ("True", "") else " †") for key, label in columns]
     lines = ["| method | " + " | ".join(header) + " | wall s |", "|---|" + "---|" * (len(columns) + 1)]
-    # memorisation is a gate, not a metric (DESIGN §8): a method with DCR ratio < 0.8 cannot be best
+    # memorisation is a gate, not a metric: a method with DCR ratio < 0.8 cannot be best
     candidates = [m for m in table if m not in REFERENCES and table[m].get("dcr_ratio", 0) >= DCR_GATE]
     best = {}
     for key, _ in PAPER_METRICS:

@@ -14,7 +14,7 @@ Samples of Q, the product of P's marginals, come from permuting every pixel's
 values independently across the n images: the marginals are kept exactly,
 every dependence between pixels is destroyed. The partial version permutes only
 a pixel set S and keeps the other pixels jointly from one image (the path's
-intermediate distributions Q_k, §5.2).
+intermediate distributions Q_k, :mod:`dualdiv.estimators.path`).
 
 Every function takes numpy arrays or torch tensors and answers in kind; the
 arithmetic is written once, in torch (so the bound stays differentiable for
