@@ -41,6 +41,11 @@ _LAZY = {
     "Copy": "dualdiv.generators.references:Copy",
     "Interpolate": "dualdiv.generators.references:Interpolate",
     "Marginals": "dualdiv.generators.references:Marginals",
+    "Jitter": "dualdiv.generators.augmentations:Jitter",
+    "Scaling": "dualdiv.generators.augmentations:Scaling",
+    "TimeWarp": "dualdiv.generators.augmentations:TimeWarp",
+    "ClassConditional": "dualdiv.generators.conditional:ClassConditional",
+    "utility_metrics": "dualdiv.evaluation.utility:utility_metrics",
 }
 
 __all__ = ["ConfigError", "DualdivError", "InputError", "OutputError", "__version__", *_LAZY]

@@ -161,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"{', '.join(known_keys()[1:])}; the walks dualdiv_walk and dualdiv_basewalk also need --space "
         "(a fitted dual space folder, results/<data set>/dualspace) and --clusters (clusters.json). "
         "Settings: the config's sample section (sample.settings.<key>), else the generator's defaults, "
-        "which are the pipeline's.\n\nexample:  dualdiv sample tiles.h5 -o dualdiv.h5 --method dualdiv")
+        "which are the pipeline's. Labelled tiles (two or more classes) are sampled per class by default "
+        "(sample.conditional: auto): one generator per class of the training labels, N images in the "
+        "training proportions (or sample.per_class), each image's class stored in the file's /labels."
+        "\n\nexample:  dualdiv sample tiles.h5 -o dualdiv.h5 --method dualdiv")
     sample.add_argument("tiles", help="tiles.h5")
     sample.add_argument("-o", "--out", required=True, help="output HDF5 file (samples/{method}.h5)")
     sample.add_argument("--method", default="dualdiv", help="generator key (default: dualdiv)")
@@ -170,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--space", help="fitted dual space folder (walks only)")
     sample.add_argument("--clusters", help="clusters.json (walks only)")
     sample.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda")
+    sample.add_argument("--conditional", action=argparse.BooleanOptionalAction,
+                        help="one generator per class of the training labels (default: the config's "
+                             "sample.conditional, auto: when the tiles have labels of two or more classes)")
 
     path = add(
         "path", "the path steps of tiles.h5: plan.json and step_{k}.pt/.json in a folder",
@@ -313,10 +319,12 @@ def _run_localize(args: argparse.Namespace, config: dict) -> None:
 
 
 def _run_sample(args: argparse.Namespace, config: dict) -> None:
+    import numpy as np
+
     from dualdiv.generators import WALKS, resolve_method
     from dualdiv.stages.sample import walk_inputs, write_samples
 
-    sample = config["sample"]
+    sample = {**config["sample"], **_given(args, conditional="conditional")}
     key, _ = resolve_method(args.method, sample)
     walk = None
     if key in WALKS:
@@ -325,7 +333,9 @@ def _run_sample(args: argparse.Namespace, config: dict) -> None:
         walk = walk_inputs(args.tiles, args.space, args.clusters, args.device or config["device"])
     n = args.n_samples if args.n_samples is not None else sample["n_samples"]
     samples = write_samples(args.tiles, args.method, args.out, n, _seed(args, config), sample, walk)
-    print(f"{args.out}: {len(samples.images)} images from {samples.generator}")
+    classes = "" if samples.labels is None else " per class (" + ", ".join(
+        f"{label}: {count}" for label, count in zip(*np.unique(samples.labels, return_counts=True), strict=True)) + ")"
+    print(f"{args.out}: {len(samples.images)} images from {samples.generator}{classes}")
 
 
 def _run_path(args: argparse.Namespace, config: dict) -> None:

@@ -99,6 +99,37 @@ def test_grid_without_sampling_rate_is_in_samples_and_says_so():
     assert labels == {"time (samples; sampling rate unknown)"}
 
 
+def test_grid_of_labelled_samples_groups_the_columns_by_class():
+    tiles = make_tiles(n_channels=3, n_time=16, n=24)
+    tiles.labels = np.array(["open", "shut"] * 12)
+    conditional = make_samples("dualdiv", shape=(6, 3, 16))
+    conditional.labels = np.array(["open"] * 3 + ["shut"] * 3)
+    unconditional = make_samples("var", shape=(6, 3, 16), seed=2)
+    figure = grid_figure(tiles, {"dualdiv": conditional, "var": unconditional}, n_columns=4)
+    axes = np.array(figure.axes[:12]).reshape(3, 4)  # the panels (the colour bar comes last)
+    assert [axis.get_title(loc="left") for axis in axes[0]] == ["class open", "", "class shut", ""]
+    test, test_labels = tiles.subset("test"), tiles.labels[tiles.split == "test"]
+    expected = [test[test_labels == "open"][0], test[test_labels == "open"][1], test[test_labels == "shut"][0],
+                test[test_labels == "shut"][1]]
+    for axis, image in zip(axes[0], expected, strict=True):  # each column holds its class's held-out images
+        np.testing.assert_array_equal(axis.get_images()[0].get_array(), image)
+    np.testing.assert_array_equal(axes[1, 2].get_images()[0].get_array(), conditional.images[3])  # first "shut"
+    assert axes[2, 0].get_ylabel() == "var\n(any class)"  # unconditional samples are said to be so
+    assert "of each class per set (2 classes, sampled per class)" in figure.get_suptitle()
+
+
+def test_grid_of_many_classes_shows_the_first_ones_and_says_so():
+    tiles = make_tiles(n_channels=2, n_time=8, n=60, sampling_rate=None)
+    tiles.labels = np.array([f"{i % 12 + 1:02d}" for i in range(60)])
+    samples = make_samples("dualdiv", shape=(24, 2, 8))
+    samples.labels = np.array([f"{i % 12 + 1:02d}" for i in range(24)])
+    figure = grid_figure(tiles, {"dualdiv": samples})
+    titles = [axis.get_title(loc="left") for axis in figure.axes if axis.get_title(loc="left")]
+    assert titles == [f"class {m:02d}" for m in range(1, 9)]
+    assert "first image of each class per set (the first 8 of 12 classes" in figure.get_suptitle()
+    assert figure.get_supxlabel() == "time (samples; sampling rate unknown)"  # one label under narrow panels
+
+
 def test_walks_have_one_legend_entry_per_kind():
     records = [walk_record(True, start=i) for i in range(8)] + [walk_record(False, reason="too close")] * 3
     samples = {"dualdiv": make_samples("dualdiv"), "dualdiv_walk": make_samples("dualdiv_walk", records=records)}

@@ -4,7 +4,9 @@
   samples, with the kept cluster cuts and the dual window [lo, hi].
 - ``grid.png``: real held-out images next to the first images of every method, on one
   symmetric colour scale (with a colour bar), channels named, time in seconds where the
-  sampling rate is known.
+  sampling rate is known. When the samples carry class labels (class-conditional sampling),
+  the columns are grouped by class: the first held-out images of each class and, in each
+  method's row, that method's first samples of the class.
 - ``spectra.png``: per-channel mean log power spectrum (Hann periodogram) of the
   held-out real images and of each method's samples, one small panel per channel.
 - ``walks.png``: F along the walks (each walk's target as a dashed line) of the walk variants.
@@ -37,6 +39,7 @@ from dualdiv.estimators.features import log_spectra  # noqa: E402
 FIGURES = ("dual_histogram.png", "grid.png", "spectra.png", "walks.png")
 MAX_SPECTRA_CHANNELS = 16  # beyond this, spectra.png shows an evenly spaced, named subset
 COLOUR_QUANTILE = 0.99  # grid.png clips its colour scale at this quantile of |value|
+MAX_GRID_CLASSES = 8  # grid.png shows the first (sorted) classes, one column each at least
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -94,14 +97,25 @@ def plot_dual_histogram(dual_path, clusters_path, out: Path) -> None:
 def grid_figure(tiles: Tiles, samples: Mapping[str, Samples], n_columns: int = 4) -> Figure:
     """Rows: the first ``n_columns`` held-out real images, then each method's first samples.
 
+    When the tiles and some samples carry class labels, the columns are grouped by class
+    (:func:`grid_columns`): each class's first held-out images and each labelled method's first
+    samples of that class (a method without labels: its first samples, marked "any class").
     One symmetric colour scale for every panel, ±(COLOUR_QUANTILE quantile of |value| over
     all shown images), so a few extreme pixels do not wash the others out; values beyond
     it saturate. Channels on the y axis (names on the first column), time on the x axis in
     seconds (samples where the sampling rate is unknown).
     """
-    rows = [("real (test)", tiles.subset("test")[:n_columns])] + \
-           [(name, s.images[:n_columns]) for name, s in samples.items()]
-    shown = np.concatenate([images.ravel() for _, images in rows if len(images)])
+    test = tiles.subset("test")
+    test_labels = None if tiles.labels is None else tiles.labels[tiles.split == "test"]
+    columns, n_classes = grid_columns(test_labels, [s.labels for s in samples.values()], n_columns)
+    rows = [("real (test)", _grid_images(test, test_labels, columns, n_columns))]
+    for name, s in samples.items():
+        if columns is not None and s.labels is None:
+            name = f"{name}\n(any class)"  # unconditional samples beside per-class columns
+        rows.append((name, _grid_images(s.images, s.labels, columns, n_columns)))
+    n_panels = len(columns) if columns is not None else n_columns
+    shown = np.concatenate([image.ravel() for _, images in rows for image in images if image is not None] or
+                           [np.zeros(0)])
     limit = float(np.quantile(np.abs(shown), COLOUR_QUANTILE)) if shown.size else 1.0
     limit = limit if limit > 0 else 1.0
     n_channels, n_time = tiles.images.shape[1:]
@@ -111,30 +125,79 @@ def grid_figure(tiles: Tiles, samples: Mapping[str, Samples], n_columns: int = 4
         time_extent, time_label = n_time, "time (samples; sampling rate unknown)"
     names = _channel_names(tiles)
     every = max(1, math.ceil(n_channels / 16))  # at most ~16 channel labels per panel
-    figure, axes = plt.subplots(len(rows), n_columns, figsize=(2.6 * n_columns + 1.5, 1.5 * len(rows) + 0.6),
+    panel_width = 2.6 if n_panels <= 4 else max(1.5, 10.4 / n_panels)  # many classes: narrower panels
+    figure, axes = plt.subplots(len(rows), n_panels, figsize=(panel_width * n_panels + 1.5, 1.5 * len(rows) + 0.6),
                                 squeeze=False, sharex=True, sharey=True, layout="constrained")
     image = None
     for r, (name, images) in enumerate(rows):
-        for c in range(n_columns):
+        for c in range(n_panels):
             axis = axes[r, c]
-            if c < len(images):  # extent: pixel edges, time from 0 to the window length, channel 0 on top
+            if images[c] is not None:  # extent: pixel edges, time from 0 to the window length, channel 0 on top
                 image = axis.imshow(images[c], aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
                                     interpolation="nearest", extent=(0, time_extent, n_channels - 0.5, -0.5))
             axis.tick_params(labelsize=6, length=2, left=c == 0)  # channel ticks on the first column only
         axes[r, 0].set_yticks(range(0, n_channels, every), names[::every])
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    has_image = [[c < len(images) for c in range(n_columns)] for _, images in rows]
+    if columns is not None:  # a class's name above its first column
+        for c, (label, index) in enumerate(columns):
+            if index == 0:
+                axes[0, c].set_title(f"class {label}", loc="left", fontsize=9, fontweight="bold")
+    has_image = [[images[c] is not None for c in range(n_panels)] for _, images in rows]
     for axis, filled in zip(axes.flat, sum(has_image, []), strict=True):
-        if not filled:  # a method with fewer images than columns
+        if not filled:  # a method with fewer images than columns (or none of a class)
             axis.set_axis_off()
-    for axis in _label_lowest_panels(axes, has_image):
-        axis.set_xlabel(time_label, fontsize=7)
+    lowest = _label_lowest_panels(axes, has_image)
+    if n_panels <= 4:
+        for axis in lowest:
+            axis.set_xlabel(time_label, fontsize=7)
+    else:  # narrow panels: one label for all, theirs would overlap
+        figure.supxlabel(time_label, fontsize=7)
     if image is not None:  # two short lines: a label longer than the bar would widen the saved figure
         bar = figure.colorbar(image, ax=axes, shrink=0.6, aspect=30, extend="both")
         bar.set_label(f"z-score (per channel, training mean and std)\nclipped at ±{limit:.3g}: the "
                       f"{COLOUR_QUANTILE:.0%} quantile of |value| shown", fontsize=8)
-    figure.suptitle(f"first {n_columns} images of each set: channels (rows) × time (columns)", fontsize=10)
+    if columns is None:
+        title = f"first {n_columns} images of each set: channels (rows) × time (columns)"
+    else:
+        per_class = sum(index == 0 for _, index in columns)
+        classes = f"{n_classes} classes" if per_class == n_classes else \
+            f"the first {per_class} of {n_classes} classes"
+        first = "first image" if len(columns) == per_class else f"first {len(columns) // per_class} images"
+        title = f"{first} of each class per set ({classes}, sampled per class): channels (rows) × time (columns)"
+    figure.suptitle(title, fontsize=10)
     return figure
+
+
+def grid_columns(test_labels: np.ndarray | None, sample_labels: list[np.ndarray | None], n_columns: int
+                 ) -> tuple[list[tuple[str, int]] | None, int]:
+    """The grid's columns as (class, k-th image of it), grouped by class, and the number of classes.
+
+    None (plain columns) unless the tiles and at least one samples set carry labels. The classes
+    are the sorted union of the held-out and generated labels; ``n_columns // classes`` columns
+    each (at least one, for the first :data:`MAX_GRID_CLASSES` classes).
+    """
+    labelled = [labels for labels in sample_labels if labels is not None]
+    if test_labels is None or not labelled:
+        return None, 0
+    classes = sorted(set(map(str, test_labels)).union(*(set(map(str, labels)) for labels in labelled)))
+    shown = classes[:MAX_GRID_CLASSES]
+    per_class = max(1, n_columns // len(shown))
+    return [(label, k) for label in shown for k in range(per_class)], len(classes)
+
+
+def _grid_images(images: np.ndarray, labels: np.ndarray | None, columns: list[tuple[str, int]] | None,
+                 n_columns: int) -> list[np.ndarray | None]:
+    """The image of each grid column (None where there is none): the first ones in order (plain columns,
+    or unlabelled samples beside per-class columns), else the k-th image of each column's class."""
+    if columns is None or labels is None:
+        n_panels = n_columns if columns is None else len(columns)
+        return [images[c] if c < len(images) else None for c in range(n_panels)]
+    labels = np.asarray(labels).astype(str)
+    chosen = []
+    for label, k in columns:
+        rows = np.flatnonzero(labels == label)
+        chosen.append(images[rows[k]] if k < len(rows) else None)
+    return chosen
 
 
 def _label_lowest_panels(axes: np.ndarray, in_use: list[list[bool]]) -> list:

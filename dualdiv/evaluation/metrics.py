@@ -60,6 +60,11 @@ Definitions (``x`` generated, ``y`` held-out real, ``t`` training):
   estimator, :func:`dualdiv.estimators.path.estimate_tc`), x subsampled to the size of y
   (``tc_reference="train"`` uses the training images as the real set instead).
 
+- **Downstream utility** (labelled data, class-conditional samples): accuracy of a classifier trained on
+  real (TRTR), generated (TSTR) or real + generated images (augmentation), tested on the held-out split —
+  :mod:`dualdiv.evaluation.utility`, merged into ``eval/{method}.json`` by the evaluate stage
+  (``utility*`` settings below).
+
 Exact duplicate generated images are dropped before the kNN metrics (a continuous
 generator has none; the ``copy`` reference draws with replacement, and duplicates
 would send ρ to 0); their number is reported. Memorisation is DCR's job.
@@ -75,7 +80,6 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
@@ -99,6 +103,7 @@ from dualdiv.estimators.knn import (
 from dualdiv.estimators.knn import (  # noqa: F401
     flatten as _flat,
 )
+from dualdiv.evaluation.utility import check_utility_settings
 
 DCR_GATE = 0.8  # memorisation gate: DCR ratio ≥ 0.8
 NEAR_COPY_QUANTILE = 0.05
@@ -177,10 +182,25 @@ def _c2st_repeat(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, folds: 
     scores = np.empty(len(labels))
     split = StratifiedKFold(folds, shuffle=True, random_state=int(rng.integers(2**31)))
     for fit, held in split.split(features, labels):
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-        model.fit(features[fit], labels[fit])
-        scores[held] = model.decision_function(features[held])
+        scaler = StandardScaler().fit(features[fit])
+        z_fit, z_held = _row_space(scaler.transform(features[fit]), scaler.transform(features[held]))
+        model = LogisticRegression(C=1.0, max_iter=2000).fit(z_fit, labels[fit])
+        scores[held] = model.decision_function(z_held)
     return float(roc_auc_score(labels, scores))
+
+
+def _row_space(fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (n, d) and (m, d) in coordinates of the fitted rows' span, when d > n: (n, r) and (m, r).
+
+    An L2-penalised linear model's weights lie in the span of its training rows (any other part
+    only adds to the penalty), so fitting on these coordinates gives the same decision values
+    at a fraction of the cost when the features outnumber the rows (raw pixels: d = H·W).
+    """
+    if fit.shape[1] <= fit.shape[0]:
+        return fit, held
+    _, singular, basis = np.linalg.svd(fit, full_matrices=False)
+    basis = basis[singular > singular[0] * 1e-10]  # (r, d), orthonormal rows spanning the fitted rows
+    return fit @ basis.T, held @ basis.T
 
 
 def mmd_test(x, y, seed: int = 0, permutations: int = 500) -> dict:
@@ -277,6 +297,16 @@ class EvalSettings:
         every metric) or "train" (more images, for when the test split is too small for
         the path estimator); TC(generated) uses random subsets of the same size.
     tc_repeats: generated subsets whose TC is averaged (each is one estimator run).
+    utility: downstream utility of labelled generated images (:mod:`dualdiv.evaluation.utility`: TRTR, TSTR,
+        augmentation): "auto" computes it where the tiles have labels (None values and a note where the samples
+        have none), True also reports an unlabelled data set as undefined, False never.
+    utility_classifier: "auto" (tangent space for EEG/MEG-like data with pyRiemann, else MiniRocket with aeon or
+        sktime, else the scikit-learn fallback; :func:`dualdiv.evaluation.utility.resolve_classifier`),
+        "tangent_space", "minirocket" or "logistic_features".
+    utility_seeds: repeats of every classifier fit (own seed and generated subsample each).
+    utility_k: augmentation sizes: real training split + k × its class counts of generated images.
+    utility_kernels: MiniRocket kernels (its default, 10 000, in benchmarks/utility.py; fewer here: cost per
+        evaluate job). utility_bootstrap: bootstrap resamples of the test images for the 95 % intervals.
     """
 
     n_components: int = 8
@@ -293,8 +323,17 @@ class EvalSettings:
     max_generated: int = 1000
     tc_reference: str = "test"
     tc_repeats: int = 1
+    utility: str | bool = "auto"
+    utility_classifier: str = "auto"
+    utility_seeds: int = 3
+    utility_k: tuple[int, ...] = (1, 2, 5)
+    utility_kernels: int = 2016
+    utility_bootstrap: int = 1000
 
     def __post_init__(self):
+        object.__setattr__(self, "utility_k", tuple(self.utility_k))  # YAML/JSON give a list
+        check_utility_settings(self.utility, self.utility_classifier, self.utility_seeds, self.utility_k,
+                               self.utility_kernels, self.utility_bootstrap)
         if min(self.n_components, self.k, self.repeats, self.dv_components, self.dv_iterations,
                self.dv_hidden, self.mmd_permutations, self.welch_nperseg, self.max_generated, self.tc_repeats) < 1:
             raise ConfigError("evaluate: every size and budget must be ≥ 1")
@@ -445,7 +484,8 @@ def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_esti
         out |= tc_fields(real, generated_tc, f"estimated on {n_tc} images per set, real = {settings.tc_reference} "
                                              "split")
     out = {key: _json_number(value) for key, value in out.items()}
-    out["settings"] = asdict(settings)
+    out["settings"] = {key: list(value) if isinstance(value, tuple) else value  # as JSON reads it back
+                       for key, value in asdict(settings).items()}
     return out
 
 

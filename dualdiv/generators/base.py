@@ -10,7 +10,8 @@ all of them alike.
 
 Keys: ``dualdiv`` (the chosen default variant), ``dualdiv_<variant>``,
 ``vae``, ``wgan_gp``, ``ddpm``, ``sb_langevin``, ``spectral``, ``var``,
-``gaussian_lw``, and the references ``copy``, ``interpolate``, ``marginals``.
+``gaussian_lw``, the references ``copy``, ``interpolate``, ``marginals``, and the simple
+augmentations of a training image ``jitter``, ``scaling``, ``time_warp``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ REGISTRY: dict[str, str] = {
     "copy": "references:Copy",
     "interpolate": "references:Interpolate",
     "marginals": "references:Marginals",
+    "jitter": "augmentations:Jitter",
+    "scaling": "augmentations:Scaling",
+    "time_warp": "augmentations:TimeWarp",
 }
 # ``dualdiv`` names the default variant: the one written as samples/dualdiv.h5.
 DEFAULT_VARIANT = "dualdiv_corrected"

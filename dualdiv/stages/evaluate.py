@@ -31,6 +31,7 @@ from dualdiv.data.tiles import load_tiles
 from dualdiv.estimators.dualspace import estimate_tc
 from dualdiv.estimators.settings import StepSettings
 from dualdiv.evaluation.metrics import EvalSettings, evaluate, reliability, tc_fields
+from dualdiv.evaluation.utility import utility_metrics
 
 REFERENCES = ("copy", "interpolate", "marginals")
 
@@ -48,10 +49,20 @@ def write_evaluation(samples_path: str | os.PathLike, tiles_path: str | os.PathL
     """Entry of rule ``evaluate``: metrics of one method's samples vs the held-out real images.
 
     tc_paths: (generated, real) files of :func:`write_tc`, merged in; None leaves TC out.
+    The downstream-utility metrics (:func:`dualdiv.evaluation.utility.utility_metrics`: ``trtr_*``, ``tstr_*``,
+    ``augmentation_k*``) are merged in where ``settings.utility`` asks for them: "auto" where the tiles have
+    labels (None values and ``utility_note`` where the samples carry none), True always, False never.
     """
     tiles = load_tiles(tiles_path)
     samples = load_samples(samples_path)
     result = evaluate(samples.images, tiles.subset("test"), tiles.subset("train"), seed, settings)
+    if settings.utility is True or (settings.utility == "auto" and tiles.labels is not None):
+        labels = {split: None if tiles.labels is None else tiles.labels[tiles.split == split]
+                  for split in ("train", "test")}
+        utility = utility_metrics(samples.images, samples.labels, tiles.subset("train"),
+                                  labels["train"], tiles.subset("test"), labels["test"], seed, settings,
+                                  channel_types=tiles.channel_types, channel_names=tiles.channel_names)
+        result |= utility
     inputs = [samples_path, tiles_path]
     if tc_paths is not None:
         generated, real = (_read_json(path) for path in tc_paths)

@@ -31,6 +31,7 @@ from typing import Any
 
 from dualdiv.core.errors import ConfigError
 from dualdiv.generators.base import DEFAULT_VARIANT
+from dualdiv.generators.conditional import DEFAULT_MIN_CLASS_SIZE, check_per_class
 
 TOP_LEVEL = {"seed": 0, "results": "results", "device": "auto", "gpus": 0}
 DEFAULT_METHODS = ("dualdiv", "dualdiv_walk", "spectral", "var", "gaussian_lw", "copy", "interpolate", "marginals")
@@ -48,6 +49,14 @@ class SampleSettings:
         (``fif``: ``{method}-epo.fif``; ``edf``, ``bdf``: ``{method}.edf``/``.bdf``; needs
         ``dualdiv[eeg]``); ``auto``: ``fif`` when the data set's files are EEG/MEG files read
         through MNE, else none.
+    conditional: fit one generator per class of the tiles' training labels and draw labelled samples
+        (:class:`~dualdiv.generators.conditional.ClassConditional`); ``auto``: when the tiles carry labels
+        of two or more classes. Off (or without labels), samples are exactly the unconditional ones.
+    per_class: images per class when conditional — None: ``n_samples`` in the training labels'
+        proportions; an int: that many of every class; a mapping {class: count}: those counts. An int
+        or a mapping replaces ``n_samples``.
+    min_class_size: a class with fewer training images gets no generator of its own: the generator
+        fitted on all images, its samples shifted to the class's mean image.
     """
 
     n_samples: int = 100
@@ -55,6 +64,9 @@ class SampleSettings:
     methods: tuple[str, ...] = DEFAULT_METHODS
     settings: dict = field(default_factory=dict)
     export: tuple[str, ...] | str = "auto"
+    conditional: bool | str = "auto"
+    per_class: int | dict | None = None
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE
 
     def __post_init__(self):
         if self.n_samples < 1:
@@ -64,6 +76,31 @@ class SampleSettings:
         if self.export != "auto" and (isinstance(self.export, str)
                                       or not set(self.export) <= set(EXPORT_FORMATS)):
             raise ConfigError(f"sample.export: 'auto' or a list of {', '.join(EXPORT_FORMATS)}, got {self.export!r}")
+        if self.conditional not in (True, False, "auto"):
+            raise ConfigError(f"sample.conditional: true, false or 'auto', got {self.conditional!r}")
+        try:
+            object.__setattr__(self, "per_class", check_per_class(self.per_class))
+        except ConfigError as exc:
+            raise ConfigError(f"sample.{exc}") from None
+        if isinstance(self.min_class_size, bool) or not isinstance(self.min_class_size, int) \
+                or self.min_class_size < 2:
+            raise ConfigError(f"sample.min_class_size: must be an integer ≥ 2, got {self.min_class_size!r}")
+
+    def is_conditional(self, train_labels) -> bool:
+        """Whether sampling is class-conditional for these training labels ``(n,)`` (None: unlabelled).
+
+        ``per_class`` without conditional sampling (no labels, ``conditional: false``, or ``auto`` and one
+        class) is a ConfigError: it would be silently ignored.
+        """
+        n_classes = 0 if train_labels is None else len(set(map(str, train_labels)))
+        if self.conditional is True and n_classes == 0:
+            raise ConfigError("sample.conditional: true, but the tiles have no labels")
+        conditional = n_classes >= 2 if self.conditional == "auto" else bool(self.conditional and n_classes)
+        if self.per_class is not None and not conditional:
+            why = ("the tiles have no labels" if n_classes == 0 else "sample.conditional is false"
+                   if self.conditional is False else "the training labels have one class")
+            raise ConfigError(f"sample.per_class: set, but sampling is not conditional ({why})")
+        return conditional
 
 
 # section → "module:class" of its settings (imported when asked)
