@@ -84,6 +84,15 @@ def dataset_section(name: str, table: dict, reliable: dict, folder: Path) -> tup
     return "\n".join(lines), best
 
 
+UTILITY_SECTION = """## Utility
+
+Downstream utility of the labelled data sets (TRTR, TSTR and real + k × synthetic, per method, 3 seeds,
+95 % intervals, beside the simple augmentations and `copy` oversampling) is in `UTILITY.md`
+(`python benchmarks/utility.py`); the benchmark run's `eval/{method}.json` hold the same keys
+(`trtr_*`, `tstr_*`, `augmentation_*`) and `summary.md` their TSTR and augmentation gains.
+"""
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results/benchmark"))
@@ -113,7 +122,7 @@ def main(argv=None) -> None:
         "metric but DCR (≈ 1 novel, ≪ 1 copies) and feature C2ST (0.5 best). † = the metric misranks the "
         "references on that data set (unreliable there, not used to rank). **best** = lowest among the "
         f"non-reference methods with DCR ≥ {DCR_GATE} (memorisation is a gate) on a reliable paper metric.", "",
-        *summary, "", *sections])
+        *summary, "", *sections, UTILITY_SECTION])
     args.out.write_text(page + "\n")
     print(page)
 

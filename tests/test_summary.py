@@ -108,6 +108,7 @@ def test_headline_has_a_table_per_data_set_with_tc_wall_time_and_unreliable_mark
     dualdiv_row = next(line for line in alpha.splitlines() if line.startswith("| dualdiv "))
     assert dualdiv_row.rstrip(" |").endswith("20")  # its own jobs: sampling 12.5 s + evaluation 7.5 s
     assert "no `divergence.json`" in eeg and "*copy*" in eeg
-    for column in ("C2ST", "DCR", "near copies", "KL", "entropy gap", "cluster gap", "TC gap", "wall s"):
+    for column in ("C2ST", "DCR", "near copies", "KL", "entropy gap", "cluster gap", "TC gap", "TSTR gain",
+                   "aug gain", "wall s"):
         assert f"**{column}** — " in text  # each column explained once
     assert "lower is better" in text and "0.5 = indistinguishable (best)" in text

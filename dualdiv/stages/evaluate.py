@@ -196,6 +196,13 @@ HEADLINE_COLUMNS = (
      "better"),
     ("tc_gap", "TC gap", "paper metric: |TC(generated) − TC(real)| by the path estimator (`tc_gap`, nats; — "
      "where evaluate.tc is off); lower is better"),
+    ("tstr_balanced_accuracy_gain", "TSTR gain", "utility (labelled data): balanced accuracy on the held-out "
+     "real images of a classifier trained on the generated images minus one trained on the real training split "
+     "(`tstr_balanced_accuracy_gain`, with its interval in `eval/{method}.json`); higher is better, 0 = as good "
+     "as real data; — for unlabelled data"),
+    ("augmentation_k1_balanced_accuracy_gain", "aug gain", "utility (labelled data): the same for the real "
+     "training split plus as many generated images, minus real alone (`augmentation_k1_balanced_accuracy_gain`); "
+     "above 0 = the samples help a classifier; compare `copy` (plain oversampling)"),
 )
 METHOD_JOBS = ("sample", "baseline", "evaluate", "total_correlation")  # benchmark files of one method's jobs
 
