@@ -29,7 +29,7 @@ import numpy as np
 
 from dualdiv.core.errors import InputError
 from dualdiv.core.io import atomic_output, provenance, sha256_file, write_json
-from dualdiv.data.tiles import load_tiles
+from dualdiv.data.tiles import Tiles, load_tiles
 from dualdiv.estimators.plan import check_plan, make_plan
 from dualdiv.estimators.settings import StepSettings, resolve_critic
 
@@ -85,11 +85,13 @@ def write_step(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, step
     if record["fallback"] is not None:
         log.warning("%s: path step %d falls back to f_k = 0: %s (trained bound %s nats)", out_critic, step,
                     record["fallback"]["reason"], record["fallback"]["trained_D"])
+    tiles_sha256 = sha256_file(tiles_path)
     record["plan_sha256"] = sha256_file(plan_path)  # write_dual refuses steps of another plan
     record["provenance"] = provenance("path_step", {"step": step, "seed": seed, "settings": record["key"]},
-                                      {str(tiles_path): sha256_file(tiles_path)})
+                                      {str(tiles_path): tiles_sha256})
     if out_values is not None:  # before the critic and record: a job killed here leaves no output behind
-        write_step_values(load_critic(state, device), tiles_path, plan, step, out_values, n_reference, seed, device)
+        write_step_values(load_critic(state, device), tiles, tiles_sha256, plan, step, out_values, n_reference,
+                          seed, device)
     with atomic_output(out_critic) as tmp:
         torch.save(state, tmp)
     write_json(out_record, record)
@@ -97,9 +99,10 @@ def write_step(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, step
     return record
 
 
-def write_step_values(critic, tiles_path: str | os.PathLike, plan: dict, step: int, out: str | os.PathLike,
+def write_step_values(critic, tiles: Tiles, tiles_sha256: str, plan: dict, step: int, out: str | os.PathLike,
                       n_reference: int = 500, seed: int = 0, device: str = "auto") -> None:
-    """f_k of every image of ``tiles_path`` and of the dual stage's reference samples → ``out`` (HDF5).
+    """f_k of every image of ``tiles`` (loaded from the file of hash ``tiles_sha256``) and of the dual
+    stage's reference samples → ``out`` (HDF5).
 
     Computed in the step's own job, so the K steps' values are evaluated in parallel and the
     dual stage only sums them. Datasets ``f_tiles`` (n,) and ``f_reference`` (n_reference,),
@@ -108,19 +111,19 @@ def write_step_values(critic, tiles_path: str | os.PathLike, plan: dict, step: i
     from dualdiv.estimators.dualspace import reference_samples
     from dualdiv.estimators.path import step_values
 
-    tiles = load_tiles(tiles_path)
     reference = reference_samples(tiles.subset("train"), n_reference, seed)
     f_tiles = step_values(critic, plan, step, tiles.images, device)
     f_reference = step_values(critic, plan, step, reference, device) if n_reference else np.zeros(0)
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as handle:
         handle.create_dataset("f_tiles", data=f_tiles, track_times=False)
         handle.create_dataset("f_reference", data=f_reference, track_times=False)
-        handle.attrs.update(step=step, n_reference=n_reference, seed=seed, tiles_sha256=sha256_file(tiles_path))
+        handle.attrs.update(step=step, n_reference=n_reference, seed=seed, tiles_sha256=tiles_sha256)
 
 
-def _read_step_values(paths: Sequence[str], tiles_path, n_reference: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_step_values(paths: Sequence[str], tiles_sha256: str, n_reference: int, seed: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """(f_tiles (n, K), f_reference (n_reference, K)) from the steps' values files, checked against the run."""
-    tiles_sha256, columns = sha256_file(tiles_path), []
+    columns = []
     for step, path in enumerate(paths, start=1):
         try:
             with h5py.File(path, "r") as handle:
@@ -169,7 +172,7 @@ def write_dual(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, crit
     plan = read_plan(plan_path)
     if len(critic_paths) != len(plan["blocks"]):
         raise InputError(f"{plan_path}: plan has {len(plan['blocks'])} steps but {len(critic_paths)} critics given")
-    records, plan_sha256 = [], sha256_file(plan_path)
+    records, plan_sha256, tiles_sha256 = [], sha256_file(plan_path), sha256_file(tiles_path)
     for step, path in enumerate(record_paths, start=1):
         try:
             records.append(json.loads(Path(path).read_text()))
@@ -186,13 +189,13 @@ def write_dual(tiles_path: str | os.PathLike, plan_path: str | os.PathLike, crit
     else:
         if len(value_paths) != len(critic_paths):
             raise InputError(f"{plan_path}: {len(critic_paths)} critics but {len(value_paths)} step values given")
-        f_steps, reference_steps = _read_step_values(value_paths, tiles_path, space.n_reference, seed)
+        f_steps, reference_steps = _read_step_values(value_paths, tiles_sha256, space.n_reference, seed)
         space.assemble(tiles.subset("train"), plan, load_step_states(critic_paths), records,
                        fit_steps=f_steps[tiles.split == "train"], reference_steps=reference_steps)
     F = f_steps.sum(axis=1)
     summary = {**space.summary(), "provenance": provenance(
         "dual", {"n_reference": space.n_reference, "seed": seed},
-        {str(tiles_path): sha256_file(tiles_path), str(plan_path): plan_sha256,
+        {str(tiles_path): tiles_sha256, str(plan_path): plan_sha256,
          **{str(p): sha256_file(p) for p in [*critic_paths, *(value_paths or [])]}})}
     with atomic_output(out_dual) as tmp, h5py.File(tmp, "w") as handle:
         for name, data in [("F", F), ("F_reference", space.reference_F_), ("f_steps", f_steps),
