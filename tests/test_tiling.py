@@ -89,6 +89,31 @@ def test_single_recording_split_has_no_shared_time_points():
     assert (split == "").sum() == 1  # the window straddling the boundary is dropped
 
 
+@pytest.mark.parametrize("how", ["chronological", "interleaved", "random"])
+def test_single_recording_splits_share_no_time_point(how):
+    starts = np.arange(0, 1000, 10)  # windows of 20 with stride 10: neighbours overlap
+    split = split_single_recording(starts, window=20, test_fraction=0.2, how=how, seed=3)
+    assert (split == "test").sum() == 20
+    test_starts, train_starts = starts[split == "test"], starts[split == "train"]
+    assert (np.abs(train_starts[:, None] - test_starts[None]) >= 20).all()  # no shared time point
+    kept = split != ""
+    assert kept.sum() >= 40  # only the neighbours of test windows are dropped
+    if how == "chronological":
+        assert test_starts.min() == 800
+    if how == "interleaved":  # spread over the whole recording, not one block
+        assert test_starts.min() < 100 and test_starts.max() > 900
+        assert np.diff(test_starts).min() >= 40
+    if how == "random":
+        again = split_single_recording(starts, window=20, test_fraction=0.2, how=how, seed=3)
+        other = split_single_recording(starts, window=20, test_fraction=0.2, how=how, seed=4)
+        assert (again == split).all() and (other != split).any()
+
+
+def test_unknown_split_is_one_config_error():
+    with pytest.raises(ConfigError, match="tile.split"):
+        TileSettings(split="blocked")
+
+
 def test_constant_channel_gets_unit_std():
     x = np.ones((5, 2, 4))
     x[:, 1] = np.random.default_rng(0).normal(size=(5, 4))

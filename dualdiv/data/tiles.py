@@ -34,6 +34,9 @@ from dualdiv.core.io import atomic_output
 log = logging.getLogger(__name__)
 
 
+SINGLE_RECORDING_SPLITS = ("chronological", "interleaved", "random")
+
+
 @dataclass(frozen=True)
 class TileSettings:
     """How recordings become images.
@@ -43,12 +46,19 @@ class TileSettings:
     window: time points per image; None keeps each whole series as one image.
     stride: time points between window starts (default: ``window``, no overlap).
     seed: seeds the train/test split.
+    split: how the windows of ONE recording are split (data of several recordings are always
+        split by recording, at random, stratified by label): ``chronological`` (the last
+        ``test_fraction`` of windows: forecasting across time), ``interleaved`` (single test
+        windows spread evenly through the recording) or ``random`` (test windows drawn with
+        ``seed``); the last two measure realism within one regime rather than across regimes.
+        Training windows that overlap a test window are dropped in every case.
     """
 
     test_fraction: float = 0.2
     window: int | None = None
     stride: int | None = None
     seed: int = 0
+    split: str = "chronological"
 
     def __post_init__(self):
         if not 0 <= self.test_fraction < 1:
@@ -57,6 +67,8 @@ class TileSettings:
             raise ConfigError(f"tile.window: must be ≥ 2 time points, got {self.window}")
         if self.stride is not None and (self.window is None or self.stride < 1):
             raise ConfigError("tile.stride: needs tile.window and must be ≥ 1")
+        if self.split not in SINGLE_RECORDING_SPLITS:
+            raise ConfigError(f"tile.split: expected one of {', '.join(SINGLE_RECORDING_SPLITS)}, got {self.split!r}")
 
 
 @dataclass
@@ -122,19 +134,36 @@ def split_recordings(n_recordings: int, test_fraction: float, seed: int,
     return is_test
 
 
-def split_single_recording(starts: np.ndarray, window: int, test_fraction: float) -> np.ndarray:
-    """Split the windows of ONE recording chronologically: ``(m,)`` of "train"/"test"/"".
+def split_single_recording(starts: np.ndarray, window: int, test_fraction: float,
+                           how: str = "chronological", seed: int = 0) -> np.ndarray:
+    """Split the windows of ONE recording: ``(m,)`` of "train"/"test"/"".
 
-    The last ``test_fraction`` of windows are test; training windows overlapping
-    a test window are dropped ("") so no time point is in both splits.
+    ``how``: ``chronological`` — the last ``test_fraction`` of windows are test;
+    ``interleaved`` — test windows evenly spaced through the recording (the i-th of
+    n_test at position ⌊(i + ½)·m / n_test⌋ in time order); ``random`` — test windows
+    drawn with ``seed``. Training windows overlapping a test window are dropped ("")
+    so no time point is in both splits.
     """
-    n_test = max(1, int(round(test_fraction * len(starts)))) if test_fraction > 0 else 0
+    m = len(starts)
+    n_test = max(1, int(round(test_fraction * m))) if test_fraction > 0 else 0
     order = np.argsort(starts, kind="stable")
-    split = np.full(len(starts), "train", dtype="<U5")
-    split[order[len(starts) - n_test:]] = "test"
+    split = np.full(m, "train", dtype="<U5")
+    if how == "chronological":
+        test_rank = np.arange(m - n_test, m)
+    elif how == "interleaved":
+        test_rank = ((np.arange(n_test) + 0.5) * m / max(n_test, 1)).astype(int)
+    elif how == "random":
+        test_rank = np.sort(np.random.default_rng(seed).permutation(m)[:n_test])
+    else:
+        raise ConfigError(f"tile.split: expected one of {', '.join(SINGLE_RECORDING_SPLITS)}, got {how!r}")
+    split[order[test_rank]] = "test"
     if n_test:
-        first_test = starts[order[len(starts) - n_test]]
-        split[(split == "train") & (starts + window > first_test)] = ""
+        test_starts = np.sort(starts[split == "test"])
+        # a training window [s, s + window) overlaps the test window starting at t when |s − t| < window
+        nearest = np.searchsorted(test_starts, starts)
+        after = np.abs(test_starts[np.minimum(nearest, n_test - 1)] - starts)
+        before = np.abs(starts - test_starts[np.maximum(nearest - 1, 0)])
+        split[(split == "train") & (np.minimum(after, before) < window)] = ""
     return split
 
 

@@ -54,7 +54,8 @@ def tile(raw_path: str | os.PathLike, out: str | os.PathLike,
     recording_labels = ds["label"].values.astype(str) if "label" in ds else None
     images, recording, starts = cut_windows(signal, settings.window, settings.stride)
     if len(signal) == 1 and settings.window is not None:
-        split = split_single_recording(starts, settings.window, settings.test_fraction)
+        split = split_single_recording(starts, settings.window, settings.test_fraction, settings.split,
+                                       settings.seed)
     else:
         is_test = split_recordings(len(signal), settings.test_fraction, settings.seed, recording_labels)
         split = np.where(is_test[recording], "test", "train")
