@@ -1,13 +1,22 @@
 """Held-out realism and novelty of every dualdiv variant, its bases and the references, per data set.
 
 For each ``--dataset`` of ``--configfile`` the workflow is first run up to ``clusters.json``
-(ingest → tile → path → dual → localize, seed from the config: one F per data set), then
-every method is fitted on the training images and draws ``--n`` images for each of
-``--seeds`` seeds. Metrics against the held-out test images (``dualdiv.evaluation.metrics``):
+(ingest → tile → path → dual → localize, seed from the config: one F per data set; only up to
+``tiles.h5`` when ``--methods`` picks no walk, the one kind of method that needs the dual space),
+then every method (or those ``--methods`` names) is fitted on the training images and draws
+``--n`` images for each of ``--seeds`` seeds. Metrics against the held-out test images
+(``dualdiv.evaluation.metrics`` and ``dualdiv.evaluation.discriminators``):
 
 - feature C2ST: classifier two-sample AUC (0.5 best), logistic regression on the
   standardised per-channel Welch log spectra + channel correlations, ``--repeats`` ×
   stratified 5-fold on balanced subsets (``metrics.c2st_auc``);
+- critics independent of those features, on the raw series: MiniRocket C2ST (MiniRocket
+  transform + ridge, the same protocol, ``discriminators.minirocket_c2st``; blank without aeon
+  or sktime), and TimeGAN's post-hoc discriminator (a 2-layer GRU trained on 80 % of a
+  balanced real/generated mix, scored on the rest, 3 splits): its held-out AUC and
+  discriminative score |accuracy − 0.5| (0 best; ≈ 0.4/√n_test even for real data);
+- marginal W1 and KS: per-pixel 1-D Wasserstein-1 distance (normalised units) and
+  Kolmogorov–Smirnov statistic of generated vs test values, averaged over pixels;
 - spectrum error (mean |Δ mean log spectrum|) and correlation error (Frobenius norm of the
   difference of the mean channel-correlation matrices);
 - DCR ratio: median distance of generated images to their closest training image over the
@@ -36,13 +45,17 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 import dualdiv  # noqa: F401  fills the generator registry
+from dualdiv.core.errors import ConfigError
 from dualdiv.data.tiles import load_tiles
+from dualdiv.evaluation.discriminators import gru_discriminative_score, marginal_errors, minirocket_c2st
 from dualdiv.evaluation.metrics import FeatureSpace, c2st_auc, correlation_error, memorisation, spectrum_error
 from dualdiv.generators import WALKS, make_generator
 from dualdiv.stages.sample import walk_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = [("c2st", "feature C2ST"), ("spectrum", "spectrum err"), ("corr", "corr. err"), ("dcr", "DCR"),
+COLUMNS = [("c2st", "feature C2ST"), ("minirocket", "MiniRocket C2ST"), ("gru_auc", "GRU AUC"),
+           ("gru_score", "GRU disc. score"), ("w1", "marginal W1"), ("ks", "marginal KS"),
+           ("spectrum", "spectrum err"), ("corr", "corr. err"), ("dcr", "DCR"),
            ("dcr_feat", "DCR (features)"), ("near_copy", "near copies"), ("critic_auc", "critic AUC"),
            ("ess", "ESS of 32"), ("acceptance", "MALA accept"), ("walk_accepted", "walk accepted"),
            ("fit_s", "fit s"), ("sample_s", "sample s")]
@@ -69,33 +82,55 @@ def methods() -> list[tuple[str, str, dict]]:
 
 
 def evaluate(train: np.ndarray, test: np.ndarray, generated: np.ndarray, seed: int, repeats: int) -> dict:
-    """The table's metrics of one generated set against the held-out test images."""
+    """The table's metrics of one generated set against the held-out test images.
+
+    Besides the COLUMNS keys: ``minirocket_s``, ``gru_s``, ``marginal_s``, the CPU seconds of those critics.
+    """
     space = FeatureSpace(train)
     feature = {name: space.transform(images) for name, images in
                (("train", train), ("test", test), ("generated", generated))}
     raw = memorisation(generated, test, train)
     in_features = memorisation(feature["generated"], feature["test"], feature["train"])
-    return {"c2st": c2st_auc(feature["test"], feature["generated"], seed, repeats)["auc"],
-            "spectrum": spectrum_error(test, generated), "corr": correlation_error(test, generated),
-            "dcr": raw["dcr_ratio"], "dcr_feat": in_features["dcr_ratio"], "near_copy": raw["near_copy_fraction"]}
+    out = {"c2st": c2st_auc(feature["test"], feature["generated"], seed, repeats)["auc"],
+           "spectrum": spectrum_error(test, generated), "corr": correlation_error(test, generated),
+           "dcr": raw["dcr_ratio"], "dcr_feat": in_features["dcr_ratio"], "near_copy": raw["near_copy_fraction"]}
+    start = time.process_time()
+    try:
+        out["minirocket"] = minirocket_c2st(test, generated, seed, repeats)["auc"]
+    except ConfigError as err:  # no aeon/sktime, or series shorter than the kernel: the column stays blank
+        print(f"MiniRocket C2ST left out: {err}", file=sys.stderr, flush=True)
+    out["minirocket_s"] = time.process_time() - start
+    start = time.process_time()
+    gru = gru_discriminative_score(test, generated, seed)
+    out |= {"gru_auc": gru["auc"], "gru_score": gru["discriminative_score"], "gru_s": time.process_time() - start}
+    start = time.process_time()
+    marginal = marginal_errors(test, generated)
+    out |= {"w1": marginal["w1"], "ks": marginal["ks"], "marginal_s": time.process_time() - start}
+    return out
 
 
-def prepare(configfile: Path, dataset: str, results: Path, cores: int) -> None:
-    """Run the workflow up to the fitted dual space and its cut points of ``dataset``."""
-    target = results / dataset / "clusters.json"
+def prepare(configfile: Path, dataset: str, results: Path, cores: int, dual_space: bool = True) -> None:
+    """Run the workflow of ``dataset`` up to the fitted dual space and its cut points, or (``dual_space``
+    False: no walk compared) only up to the tiles."""
+    target = results / dataset / ("clusters.json" if dual_space else "tiles.h5")
     subprocess.run(["snakemake", "--cores", str(cores), "--configfile", str(configfile), "--config",
                     f"results={results}", "--quiet", "--", str(target)], cwd=ROOT, check=True)
 
 
-def run_dataset(results: Path, dataset: str, seeds: int, n: int, repeats: int, only: list[str] | None) -> list[dict]:
+def selected(labels: list[str] | None) -> list[tuple[str, str, dict]]:
+    """The entries of :func:`methods` with these labels, in the table's order (all for None)."""
+    return [entry for entry in methods() if not labels or entry[0] in labels]
+
+
+def run_dataset(results: Path, dataset: str, seeds: int, n: int, repeats: int, labels: list[str] | None) -> list[dict]:
     folder = results / dataset
-    walk = walk_inputs(folder / "tiles.h5", folder / "dualspace", folder / "clusters.json", device="cpu")
+    chosen = selected(labels)
+    walk = (walk_inputs(folder / "tiles.h5", folder / "dualspace", folder / "clusters.json", device="cpu")
+            if any(key in WALKS for _, key, _ in chosen) else {})
     tiles = load_tiles(folder / "tiles.h5")
     train, test = tiles.subset("train"), tiles.subset("test")
     rows = []
-    for label, key, settings in methods():
-        if only and label not in only:
-            continue
+    for label, key, settings in chosen:
         for seed in range(seeds):
             start = time.process_time()
             extra = walk if key in WALKS else {}
@@ -144,25 +179,35 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n", type=int, default=100, help="generated images per method and seed")
     parser.add_argument("--repeats", type=int, default=10, help="C2ST repeats (random subsets × 5-fold)")
-    parser.add_argument("--only", nargs="*", help="method labels to run (default: all)")
+    labels = [label for label, _, _ in methods()]
+    parser.add_argument("--methods", "--only", dest="methods", nargs="+", metavar="LABEL",
+                        help=f"method labels to run, in the table's order whatever the order given (default: all): "
+                             f"{', '.join(labels)}")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods or ()) - set(labels))
+    if unknown:
+        parser.error(f"--methods: no method labelled {', '.join(unknown)}; the labels: {', '.join(labels)}")
     descriptions = yaml.safe_load(args.configfile.read_text()).get("datasets", {})
     sections = []
     for dataset in args.dataset:
         wall = time.time()
-        prepare(args.configfile, dataset, args.results.resolve(), args.cores)
+        walks = any(key in WALKS for _, key, _ in selected(args.methods))
+        prepare(args.configfile, dataset, args.results.resolve(), args.cores, dual_space=walks)
         prepared = time.time()
         torch.set_num_threads(1)  # one core per method: the comparison, not the machine, is measured
         with threadpool_limits(1):
-            rows = run_dataset(args.results.resolve(), dataset, args.seeds, args.n, args.repeats, args.only)
+            rows = run_dataset(args.results.resolve(), dataset, args.seeds, args.n, args.repeats, args.methods)
         tiles = load_tiles(args.results / dataset / "tiles.h5")
         shape = tiles.images.shape
         sections += [f"## {dataset} ({(tiles.split == 'train').sum()} train / {(tiles.split == 'test').sum()} "
                      f"test images, {shape[1]}×{shape[2]})", "",
                      " ".join(str(descriptions.get(dataset, {}).get("description", "")).split()), "",
-                     f"Workflow to the dual space {prepared - wall:.0f} s, the table {time.time() - prepared:.0f} s "
-                     f"wall; mean ± std over {args.seeds} seeds; fit/sample: CPU seconds.", "", table(rows), ""]
+                     f"Workflow to the {'dual space' if walks else 'tiles'} {prepared - wall:.0f} s, the table "
+                     f"{time.time() - prepared:.0f} s wall; mean ± std over {args.seeds} seeds; fit/sample: CPU "
+                     f"seconds; MiniRocket / GRU / marginal critics " + " / ".join(
+                         f"{np.mean([r[key] for r in rows]):.1f}" for key in ("minirocket_s", "gru_s", "marginal_s"))
+                     + " CPU s per generated set.", "", table(rows), ""]
     command = "benchmarks/generation.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = "\n".join([f"# Generation: held-out realism and novelty per method\n\n`{command}`; "
                       f"{platform.processor() or platform.machine()}, one torch thread per method.\n", *sections])

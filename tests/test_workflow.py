@@ -221,3 +221,30 @@ def test_code_hash_follows_the_import_closure_of_a_script(tmp_path, monkeypatch)
     with_registry = dualdiv.core.io.code_hash(script, "dualdiv.sub.*")
     (package / "sub/registered.py").write_text("y = 2\n")
     assert dualdiv.core.io.code_hash(script, "dualdiv.sub.*") != with_registry
+
+
+@pytest.mark.slow
+def test_minimal_config_finishes_when_a_baseline_cannot_fit(tmp_path):
+    """A user's weather-like array with a constant channel (var once stopped the whole pipeline with
+    "Singular matrix" on it), and a var that cannot fit at all: every other method finishes, var's
+    failure is in its samples file, the log and summary.md, and the constant channel stays constant."""
+    from test_constraints import weather
+
+    np.save(tmp_path / "x.npy", weather(n=40).astype(np.float32))
+    (tmp_path / "my.yaml").write_text("datasets: {mine: {path: x.npy}}\n")
+    budget = yaml.safe_load((TEST_DIR / "config" / "tiny.yaml").read_text())
+    del budget["datasets"]
+    budget["sample"]["methods"] = ["dualdiv", "spectral", "var", "gaussian_lw", "copy", "interpolate", "marginals"]
+    budget["sample"]["settings"]["var"] = {"order": 1000}  # longer than the series: var cannot fit
+    (tmp_path / "budget.yaml").write_text(yaml.safe_dump(budget))
+    result = snakemake(tmp_path, "--configfile", "my.yaml", "budget.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "results" / "mine"
+    var = h5py.File(folder / "samples" / "var.h5", "r")
+    assert "var.order: 1000" in var.attrs["failed"] and var["images"].shape[0] == 0
+    assert "var failed on" in (tmp_path / "logs" / "mine" / "baseline_var.log").read_text()
+    assert "**var failed** on these data" in (tmp_path / "results" / "summary.md").read_text()
+    for method in ("dualdiv", "spectral", "gaussian_lw"):
+        with h5py.File(folder / "samples" / f"{method}.h5", "r") as handle:
+            physical = handle["images_physical"][()]
+        assert np.ptp(physical[:, 1]) < 1e-3 and physical[:, 0].min() >= -1e-3, method  # pressure, irradiance

@@ -7,7 +7,8 @@ weight/ESS or MALA acceptance); attributes ``method``, ``generator`` (the regist
 used), ``settings`` (JSON), ``seed``, ``channel_names``, ``units`` and the stage provenance;
 ``sampling_rate`` (Hz) and ``channel_types`` (JSON, MNE's channel types) where the tiles have them
 (older files lack them: they read back as None); ``/labels`` (utf-8 class names, one per image) where
-the samples were drawn per class (files without it read back with ``labels`` None).
+the samples were drawn per class (files without it read back with ``labels`` None); attribute ``failed``
+(the reason, with no images) where the method could not generate on these data.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Samples:
     sampling_rate: float | None = None  # Hz, where known
     provenance: dict | None = None  # the stage's provenance record, as read back
     labels: np.ndarray | None = None  # (n,) str: each image's class, where drawn per class; else None
+    failed: str | None = None  # why the method could not generate (then no images); None when it did
 
 
 def write_samples_file(out: str | os.PathLike, samples: Samples, channel_names: list[str], units: str,
@@ -50,9 +52,10 @@ def write_samples_file(out: str | os.PathLike, samples: Samples, channel_names: 
     if labels is not None and labels.shape != (len(samples.images),):
         raise InputError(f"{out}: {labels.shape} labels for {len(samples.images)} images; expected one per image")
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as handle:
-        chunks = (1, *samples.images.shape[1:])
+        chunks = (1, *samples.images.shape[1:]) if len(samples.images) else None  # a failed method's: none
         for name, data in (("images", samples.images), ("images_physical", samples.images_physical)):
-            handle.create_dataset(name, data=data, chunks=chunks, compression="gzip", track_times=False)
+            handle.create_dataset(name, data=data, chunks=chunks, compression="gzip" if chunks else None,
+                                  track_times=False)
         handle.create_dataset("provenance", data=[json.dumps(r, sort_keys=True) for r in samples.records],
                               dtype=h5py.string_dtype(), track_times=False)
         if labels is not None:  # fixed-length utf-8 bytes, as tiles.h5 stores its labels
@@ -67,6 +70,8 @@ def write_samples_file(out: str | os.PathLike, samples: Samples, channel_names: 
             handle.attrs["channel_types"] = json.dumps(list(channel_types))
         if sampling_rate:
             handle.attrs["sampling_rate"] = float(sampling_rate)
+        if samples.failed is not None:
+            handle.attrs["failed"] = samples.failed
 
 
 def load_samples(path: str | os.PathLike) -> Samples:
@@ -85,7 +90,8 @@ def load_samples(path: str | os.PathLike) -> Samples:
                               sampling_rate=float(handle.attrs["sampling_rate"]) if "sampling_rate" in handle.attrs
                               else None,
                               provenance=json.loads(handle.attrs.get("provenance", "null")),
-                              labels=np.char.decode(handle["labels"][()], "utf-8") if "labels" in handle else None)
+                              labels=np.char.decode(handle["labels"][()], "utf-8") if "labels" in handle else None,
+                              failed=str(handle.attrs["failed"]) if "failed" in handle.attrs else None)
     except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, ValueError... for corrupt files
         raise InputError(f"{path}: cannot read samples file (corrupt or truncated? rerun its stage): "
                          f"{str(exc).splitlines()[0]}") from None

@@ -451,6 +451,8 @@ class VARGaussian(DenseGaussianBase):
         images = check_images(images, self.key, min_images=self.folds if self.order is None else 2,
                               dtype=np.float64)
         n, n_channels, n_time = images.shape
+        if self.order is not None and self.order > n_time - 2:
+            raise ConfigError(f"var.order: {self.order} needs series of ≥ order + 2 time points, got {n_time}")
         means, residuals = channel_means(images)
         self.shape_ = (n_channels, n_time)
         if self.order is None:

@@ -50,6 +50,7 @@ from dualdiv.core.errors import ConfigError, InputError
 from dualdiv.core.training import LoopSettings, descend, seeded, train
 from dualdiv.generators.base import Generator, make_generator, register
 from dualdiv.generators.bases import Base
+from dualdiv.generators.marginals import MARGINAL_MODES, MarginalTransform
 
 __all__ = ["DualCorrected", "ResidualCritic", "ResidualCriticSettings", "auc_z_score", "log_band_power",
            "mala", "sir", "train_critic"]
@@ -337,12 +338,17 @@ class DualCorrected(Generator):
         :class:`ResidualCriticSettings` fields.
     min_auc_z: the correction is used only if the critic's held-out AUC is above 0.5 by this many
         standard errors (Mann–Whitney); otherwise base samples are returned, marked uncorrected.
+    marginals: a Gaussian copula around base and correction (:mod:`dualdiv.generators.marginals`):
+        ``none``, ``channel`` (one marginal per channel), ``pixel`` (per channel and time position)
+        or ``auto`` (the default: per channel, from the data — none where the images' own offsets dominate
+        the channel's variance (EEG), pixel marginals where they change along time (spike counts after a
+        stimulus), one per channel otherwise (returns); measured in benchmarks/GENERATION.md).
     """
 
     def __init__(self, base: str = "spectral", base_settings: dict | None = None, sampler: str = "auto",
                  candidates: int = 32, mala_steps: int = 100, mala_step_size: float | None = None,
                  critic_iterations: int = 600, critic: dict | None = None, min_auc_z: float = 2.0,
-                 auto_ess: float = 0.3):
+                 auto_ess: float = 0.3, marginals: str = "auto"):
         if sampler not in SAMPLERS:
             raise ConfigError(f"dualdiv_corrected.sampler: must be one of {SAMPLERS}, got {sampler!r}")
         if candidates < 1 or mala_steps < 1:
@@ -352,6 +358,10 @@ class DualCorrected(Generator):
         if not 0 < auto_ess <= 1:
             raise ConfigError(f"dualdiv_corrected.auto_ess: must be in (0, 1], got {auto_ess}")
         self.auto_ess = float(auto_ess)
+        if marginals not in MARGINAL_MODES:
+            raise ConfigError(f"dualdiv_corrected.marginals: must be one of {', '.join(MARGINAL_MODES)}, "
+                              f"got {marginals!r}")
+        self.marginals = marginals
         # default base: the local spectral mixture (measured best on EEG and solar/wind)
         self.base = base
         self.base_settings = dict({"local_mixture": True} if base_settings is None and base == "spectral"
@@ -372,6 +382,10 @@ class DualCorrected(Generator):
 
     def fit(self, images, seed=0):
         rng = np.random.default_rng(seed)
+        self.marginals_ = None
+        if self.marginals != "none":  # base and critic live in the copula's normal scores
+            self.marginals_ = MarginalTransform(self.marginals).fit(images)
+            images = self.marginals_.to_normal(images, np.random.default_rng([seed, 1])).astype(np.float32)
         self.base_ = make_generator(self.base, **self.base_settings).fit(images, seed)
         self.critic_net_, self.critic_report_ = train_critic(self.base_, images, self.critic_settings_, rng)
         self.corrected_ = self.critic_report_["auc_z"] >= self.min_auc_z
@@ -382,6 +396,13 @@ class DualCorrected(Generator):
         return self
 
     def _sample(self, n, rng):
+        images, records = self._sample_scores(n, rng)
+        if self.marginals_ is not None:
+            images = self.marginals_.from_normal(images)
+            records = [{**r, "marginals": self.marginals_.record()["pixelwise_channels"]} for r in records]
+        return images, records
+
+    def _sample_scores(self, n, rng):
         report = self.critic_report_
         if not self.corrected_:
             images, records = self.base_._sample(n, rng)

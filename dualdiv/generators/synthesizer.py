@@ -20,6 +20,7 @@ import numpy as np
 from dualdiv.core.checks import check_images
 from dualdiv.data.tiles import channel_stats, normalise, to_physical
 from dualdiv.generators.base import WALKS, make_generator, resolve_key
+from dualdiv.generators.constraints import Constrained
 
 
 class Synthesizer:
@@ -28,15 +29,21 @@ class Synthesizer:
     method: a generator key (``dualdiv`` = the default variant, see :func:`dualdiv.make_generator`).
     seed: seeds the fit (and the dual space of the walks). settings: the generator's
     constructor settings (its defaults are the pipeline's). space: the DualSpace
-    settings for the walks (:meth:`dualdiv.DualSpace.from_config` keys).
+    settings for the walks (:meth:`dualdiv.DualSpace.from_config` keys). constraints: keep what
+    the array obeys in the samples, as the pipeline does (:mod:`dualdiv.generators.constraints`:
+    constant channels and pixels, integer and non-negative channels; with ``units`` as the tiles
+    write them, also % and circular channels); channel_names: for the provenance.
 
     Fitted attributes: ``generator_`` (the fitted generator), ``channel_mean_``,
     ``channel_std_`` (H,), ``constant_channels_`` (indices), ``space_`` (walks only),
     ``records_`` (provenance of the last :meth:`sample`).
     """
 
-    def __init__(self, method: str = "dualdiv", seed: int = 0, space: Mapping | None = None, **settings):
+    def __init__(self, method: str = "dualdiv", seed: int = 0, space: Mapping | None = None,
+                 constraints: bool = True, channel_names: list[str] | None = None, units: str | None = None,
+                 **settings):
         self.method, self.seed, self.space, self.settings = method, seed, space, settings
+        self.constraints, self.channel_names, self.units = constraints, channel_names, units
 
     def fit(self, x) -> Synthesizer:
         """x: (n, channels, time) or (n, time) in physical units, n ≥ 2, finite; returns self."""
@@ -51,7 +58,12 @@ class Synthesizer:
 
             self.space_ = DualSpace.from_config(dict(self.space or {}), seed=self.seed).fit(images)
             walk = {"space": self.space_}
-        self.generator_ = make_generator(key, **self.settings).fit(images, self.seed, **walk)
+        self.generator_ = make_generator(key, **self.settings)
+        if self.constraints:  # as the sample stage does: constant channels fitted around, constraints kept
+            names = self.channel_names or [f"ch{c}" for c in range(images.shape[1])]
+            self.generator_ = Constrained(self.generator_, self.channel_mean_, self.channel_std_, names, self.units,
+                                          fit_constant_channels=key in WALKS)
+        self.generator_.fit(images, self.seed, **walk)
         return self
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:

@@ -55,6 +55,12 @@ def write_evaluation(samples_path: str | os.PathLike, tiles_path: str | os.PathL
     """
     tiles = load_tiles(tiles_path)
     samples = load_samples(samples_path)
+    if samples.failed is not None:  # the method could not generate: its evaluation says so, no metrics
+        result = {"method": samples.method, "generator": samples.generator, "failed": samples.failed,
+                  "provenance": provenance("evaluate", {"seed": seed, **asdict(settings)},
+                                           {str(samples_path): sha256_file(samples_path)})}
+        write_json(out, result)
+        return result
     result = evaluate(samples.images, tiles.subset("test"), tiles.subset("train"), seed, settings)
     if settings.utility is True or (settings.utility == "auto" and tiles.labels is not None):
         labels = {split: None if tiles.labels is None else tiles.labels[tiles.split == split]
@@ -89,7 +95,14 @@ def write_tc(tiles_path: str | os.PathLike, samples_path: str | os.PathLike | No
     real = tiles.subset(reference)
     images = real
     if samples_path is not None:
-        generated = load_samples(samples_path).images
+        samples = load_samples(samples_path)
+        if samples.failed is not None:
+            result = {"tc": None, "failed": samples.failed, "n_images": 0, "reference": reference,
+                      "provenance": provenance("total_correlation", {"seed": seed, "reference": reference},
+                                               {str(samples_path): sha256_file(samples_path)})}
+            write_json(out, result)
+            return result
+        generated = samples.images
         pick = np.random.default_rng(seed).choice(len(generated), min(len(real), len(generated)), replace=False)
         images = generated[np.sort(pick)]
     estimate = estimate_tc(images, n_blocks, order, seed, StepSettings(**(training or {})), device=device)
@@ -121,6 +134,9 @@ def write_summary(eval_paths: Mapping[str, Mapping[str, str]], out: str | os.Pat
         table = {method: _read_json(path) for method, path in by_method.items()}
         verdicts = reliability(table) if all(r in table for r in REFERENCES) else {}
         for method, metrics in table.items():
+            if metrics.get("failed"):  # one row that says so; the reason is in summary.md and eval/{method}.json
+                rows.append({"dataset": dataset, "method": method, "metric": "failed", "value": 1, "reliable": ""})
+                continue
             for metric, value in metrics.items():
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     continue
@@ -236,17 +252,30 @@ def write_headline(rows: list[dict], out: str | os.PathLike, results_dir: str | 
         lines += [f"## {dataset}", "", _dataset_line(folder), ""]
         header = ["method"] + [name + (" †" if reliable.get(dataset, {}).get(metric) is False else "")
                                for metric, name, _ in HEADLINE_COLUMNS] + ["wall s"]
-        body = []
+        body, failures = [], []
         for method, metrics in by_method.items():
             seconds = _job_seconds(folder / "benchmarks" / f"{job}_{method}.tsv" for job in METHOD_JOBS)
+            failed = "failed" in metrics
+            if failed:
+                failures.append(f"- **{method} failed** on these data: {_failure_reason(folder, method)}")
             body.append([f"*{method}*" if method in REFERENCES else method]
-                        + [_format_number(metrics.get(metric)) for metric, _, _ in HEADLINE_COLUMNS]
+                        + [("failed" if failed else _format_number(metrics.get(metric)))
+                           for metric, _, _ in HEADLINE_COLUMNS]
                         + [_format_number(seconds, "{:.0f}")])
-        lines += _markdown_table(header, body) + [""]
+        lines += _markdown_table(header, body) + [""] + (failures + [""] if failures else [])
     text = "\n".join(lines)
     with atomic_output(out) as tmp:
         Path(tmp).write_text(text)
     return text
+
+
+def _failure_reason(folder: Path, method: str) -> str:
+    """Why a method failed, from its ``eval/{method}.json`` (the sample stage's message)."""
+    path = folder / "eval" / f"{method}.json"
+    try:
+        return str(json.loads(path.read_text()).get("failed") or "no reason recorded")
+    except (OSError, ValueError):
+        return f"see logs ({path} unreadable)"
 
 
 def _dataset_line(folder: Path) -> str:

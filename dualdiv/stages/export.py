@@ -75,6 +75,9 @@ def export_samples(samples_path: str | os.PathLike, out: str | os.PathLike, samp
     out = Path(out)
     suffix = export_format(out)
     samples = load_samples(samples_path)
+    if samples.failed is not None:
+        raise InputError(f"{samples_path}: {samples.method} failed on these data ({samples.failed}); "
+                         "no images to export")
     if suffix in ("-epo.fif", ".edf", ".bdf"):
         _export_mne(samples, samples_path, out, suffix, sampling_rate)
         return out

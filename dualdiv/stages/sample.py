@@ -30,6 +30,7 @@ from dualdiv.data.samples import Samples, load_samples, write_samples_file  # no
 from dualdiv.data.tiles import load_tiles, to_physical
 from dualdiv.generators import WALKS, make_generator, resolve_method
 from dualdiv.generators.conditional import ClassConditional
+from dualdiv.generators.constraints import Constrained
 from dualdiv.stages.settings import SampleSettings
 
 log = logging.getLogger(__name__)
@@ -64,56 +65,49 @@ def walk_inputs(tiles_path, space_path, clusters_path, device: str = "auto") -> 
 
 
 def sample_options(sample_config: dict | None) -> SampleSettings:
-    """The conditional-sampling keys of a config's ``sample`` section (``conditional``, ``per_class``,
-    ``min_class_size``), checked, with the defaults of :class:`~dualdiv.stages.settings.SampleSettings`."""
-    keys = ("conditional", "per_class", "min_class_size")
+    """The keys of a config's ``sample`` section that say how any method samples (``conditional``,
+    ``per_class``, ``min_class_size``, ``constraints``), checked, with the defaults of
+    :class:`~dualdiv.stages.settings.SampleSettings`."""
+    keys = ("conditional", "per_class", "min_class_size", "constraints")
     return SampleSettings(**{k: (sample_config or {})[k] for k in keys if k in (sample_config or {})})
 
 
 def write_samples(tiles_path: str | os.PathLike, method: str, out: str | os.PathLike, n: int, seed: int = 0,
-                  sample_config: dict | None = None, walk: dict | None = None) -> Samples:
+                  sample_config: dict | None = None, walk: dict | None = None,
+                  record_failure: bool = False) -> Samples:
     """Entry of rules ``sample``/``baseline`` and ``dualdiv sample``: fit ``method`` on the training
     split of ``tiles_path``, draw ``n`` images with ``seed``, write ``out`` atomically.
 
     Conditional (``sample_config``'s ``conditional``, ``per_class``, ``min_class_size``; see
     :class:`~dualdiv.stages.settings.SampleSettings`): one generator per class of the training labels,
     the samples labelled; ``per_class`` as an int or a mapping replaces ``n``.
+    Constraints (``sample_config``'s ``constraints``, default on): the generator is fitted on the
+    non-constant channels, and its samples keep what the training data obey
+    (:mod:`dualdiv.generators.constraints`); what was changed is in the file's provenance.
     walk: for the walks, :func:`walk_inputs` (passed to their ``fit``).
+    record_failure: a generator that cannot fit or sample these images writes a samples file that
+        says so (no images, ``failed`` = the reason) instead of raising — the ``baseline`` rule's
+        choice, so that one baseline never stops the pipeline; the error is logged.
     """
     key, settings = resolve_method(method, sample_config or {})
     options = sample_options(sample_config)
     if key in WALKS and walk is None:
         raise ConfigError(f"{method}: a walk needs the dual space and clusters of a finished path")
     tiles = load_tiles(tiles_path)
-    train_labels = None if tiles.labels is None else tiles.labels[tiles.split == "train"]
-    conditional = options.is_conditional(train_labels)
-    started = time.perf_counter()
     try:
-        # one BLAS and torch thread, whoever calls: float sums depend on the thread count, so the
-        # CLI, the Python API and a pipeline job give the same images for the same seed
-        # (imports the generator's module, and torch where it needs it)
-        generator = (ClassConditional(key, settings, options.min_class_size, options.per_class) if conditional
-                     else make_generator(key, **settings))
-        with threadpool_limits(1), _torch_threads(1):
-            if conditional:  # unlabelled or off: exactly the unconditional fit and draw below
-                generator.fit(tiles.subset("train"), seed, labels=train_labels, **(walk if key in WALKS else {}))
-                fitted = time.perf_counter()
-                images, records = generator.sample(n if options.per_class is None else None, seed)
-            else:
-                generator.fit(tiles.subset("train"), seed, **(walk if key in WALKS else {}))
-                fitted = time.perf_counter()
-                images, records = generator.sample(n, seed)
-    except (np.linalg.LinAlgError, FloatingPointError) as exc:
-        raise InputError(f"{tiles_path}: {method} failed numerically on these images ({exc}); constant, "
-                         "duplicated or too few training images make a fit singular: try another method") from None
-    n = len(images) if conditional else n  # per_class decides the number
-    if images.shape != (n, *tiles.images.shape[1:]) or not np.isfinite(images).all():
-        raise InputError(f"{method}: generator returned {images.shape} images"
-                         f"{'' if np.isfinite(images).all() else ' with NaN/inf values'}; "
-                         f"expected ({n}, {tiles.images.shape[1]}, {tiles.images.shape[2]}) finite")
-    log.info("%s (%s%s): fit %.1f s, %d samples %.1f s", method, key, ", per class" if conditional else "",
-             fitted - started, n, time.perf_counter() - fitted)
-    labels = np.array([record["label"] for record in records]) if conditional else None
+        images, records, generator, conditional, labels, timing = _fit_and_draw(
+            key, settings, options, tiles, n, seed, walk, method, tiles_path)
+    except Exception as exc:  # noqa: BLE001  (any failure of a generator is reported the same way)
+        if not record_failure:
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.error("%s failed on %s: %s: %s", method, tiles_path, type(exc).__name__, reason)
+        return _write_failed(tiles, tiles_path, method, key, out, seed, f"{type(exc).__name__}: {reason}")
+    n = len(images)
+    constrained = generator.record() if options.constraints else {}
+    log.info("%s (%s%s): fit %.1f s, %d samples %.1f s%s", method, key, ", per class" if conditional else "",
+             timing[0], n, timing[1], f"; constraints changed {constrained['constraints_changed']}"
+             if constrained.get("constraints_changed") else "")
     samples = Samples(images=images, images_physical=to_physical(images, tiles.channel_mean,
                                                                   tiles.channel_std).astype(np.float32),
                       records=records, method=method, generator=key, settings=generator.settings(), seed=seed,
@@ -125,7 +119,56 @@ def write_samples(tiles_path: str | os.PathLike, method: str, out: str | os.Path
                            "min_class_size": options.min_class_size,
                            "class_counts": {c: int((labels == c).sum()) for c in generator.classes_},
                            "classes_with_own_generator": sorted(generator.generators_)}
+    stage_settings |= constrained  # data without constraints: the record they had
     write_samples_file(out, samples, tiles.channel_names, tiles.units, provenance(
         "sample", stage_settings, {str(tiles_path): sha256_file(tiles_path)}), tiles.channel_types,
         tiles.sampling_rate)
+    return samples
+
+
+def _fit_and_draw(key, settings, options, tiles, n, seed, walk, method, tiles_path):
+    """Fit generator ``key`` on the training images of ``tiles`` and draw: (images, records, generator,
+    conditional, labels, (fit s, sample s)), with the checks of what it returned."""
+    train = tiles.subset("train")
+    train_labels = None if tiles.labels is None else tiles.labels[tiles.split == "train"]
+    conditional = options.is_conditional(train_labels)
+    started = time.perf_counter()
+    try:
+        # one BLAS and torch thread, whoever calls: float sums depend on the thread count, so the
+        # CLI, the Python API and a pipeline job give the same images for the same seed
+        # (imports the generator's module, and torch where it needs it)
+        generator = (ClassConditional(key, settings, options.min_class_size, options.per_class) if conditional
+                     else make_generator(key, **settings))
+        if options.constraints:  # constant channels fitted around (not by the walks), constraints kept
+            generator = Constrained(generator, tiles.channel_mean, tiles.channel_std, tiles.channel_names,
+                                    tiles.units, fit_constant_channels=key in WALKS)
+        with threadpool_limits(1), _torch_threads(1):
+            if conditional:  # unlabelled or off: exactly the unconditional fit and draw below
+                generator.fit(train, seed, labels=train_labels, **(walk if key in WALKS else {}))
+                fitted = time.perf_counter()
+                images, records = generator.sample(n if options.per_class is None else None, seed)
+            else:
+                generator.fit(train, seed, **(walk if key in WALKS else {}))
+                fitted = time.perf_counter()
+                images, records = generator.sample(n, seed)
+    except (np.linalg.LinAlgError, FloatingPointError) as exc:
+        raise InputError(f"{tiles_path}: {method} failed numerically on these images ({exc}); "
+                         "duplicated or too few training images make a fit singular: try another method") from None
+    n = len(images) if conditional else n  # per_class decides the number
+    if images.shape != (n, *train.shape[1:]) or not np.isfinite(images).all():
+        raise InputError(f"{method}: generator returned {images.shape} images"
+                         f"{'' if np.isfinite(images).all() else ' with NaN/inf values'}; "
+                         f"expected ({n}, {train.shape[1]}, {train.shape[2]}) finite")
+    labels = np.array([record["label"] for record in records]) if conditional else None
+    return images, records, generator, conditional, labels, (fitted - started, time.perf_counter() - fitted)
+
+
+def _write_failed(tiles, tiles_path, method, key, out, seed, reason: str) -> Samples:
+    """A samples file with no images that says why the method failed (read back with ``failed`` set)."""
+    empty = np.zeros((0, *tiles.images.shape[1:]), dtype=np.float32)
+    samples = Samples(images=empty, images_physical=empty, records=[], method=method, generator=key, settings={},
+                      seed=seed, failed=reason)
+    write_samples_file(out, samples, tiles.channel_names, tiles.units, provenance(
+        "sample", {"method": method, "generator": key, "seed": seed, "failed": reason},
+        {str(tiles_path): sha256_file(tiles_path)}), tiles.channel_types, tiles.sampling_rate)
     return samples

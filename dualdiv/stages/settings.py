@@ -45,7 +45,8 @@ class SampleSettings:
     n_samples: images per method. default: the generator key written as ``samples/dualdiv.h5``.
     methods: the methods every data set runs (each a generator key, ``dualdiv`` = ``default``).
     settings: constructor settings per generator key (absent keys: the constructor's defaults).
-    export: formats the workflow also writes each ``samples/{method}.h5`` in, for MNE-Python users
+    export: formats the workflow also writes the dual-space methods' ``samples/{method}.h5`` in (``dualdiv``,
+        ``dualdiv_*``; ``dualdiv export`` writes any other's), for MNE-Python users
         (``fif``: ``{method}-epo.fif``; ``edf``, ``bdf``: ``{method}.edf``/``.bdf``; needs
         ``dualdiv[eeg]``); ``auto``: ``fif`` when the data set's files are EEG/MEG files read
         through MNE, else none.
@@ -57,6 +58,10 @@ class SampleSettings:
         or a mapping replaces ``n_samples``.
     min_class_size: a class with fewer training images gets no generator of its own: the generator
         fitted on all images, its samples shifted to the class's mean image.
+    constraints: keep what the training data obey in every method's samples
+        (:mod:`dualdiv.generators.constraints`: constant pixels and channels, integer channels,
+        non-negative, % and circular channels); generators are fitted on the non-constant channels.
+        Off: samples are the generator's output as it is.
     """
 
     n_samples: int = 100
@@ -67,6 +72,7 @@ class SampleSettings:
     conditional: bool | str = "auto"
     per_class: int | dict | None = None
     min_class_size: int = DEFAULT_MIN_CLASS_SIZE
+    constraints: bool = True
 
     def __post_init__(self):
         if self.n_samples < 1:
@@ -82,6 +88,8 @@ class SampleSettings:
             object.__setattr__(self, "per_class", check_per_class(self.per_class))
         except ConfigError as exc:
             raise ConfigError(f"sample.{exc}") from None
+        if not isinstance(self.constraints, bool):
+            raise ConfigError(f"sample.constraints: true or false, got {self.constraints!r}")
         if isinstance(self.min_class_size, bool) or not isinstance(self.min_class_size, int) \
                 or self.min_class_size < 2:
             raise ConfigError(f"sample.min_class_size: must be an integer ≥ 2, got {self.min_class_size!r}")

@@ -14,8 +14,10 @@ def main(smk):
     walk = None
     if key in WALKS:
         walk = walk_inputs(smk.input.tiles, smk.input.space, smk.input.clusters, smk.params.device)
+    # a baseline that cannot fit these data writes a samples file saying why, and the pipeline goes on
+    # (evaluate and summary report it); the dual-space variants are the product: their failure stops it
     write_samples(smk.input.tiles, smk.wildcards.method, smk.output[0], sample["n_samples"], sample["seed"],
-                  sample, walk)
+                  sample, walk, record_failure=smk.rule == "baseline")
 
 
 run_script(snakemake, main)  # noqa: F821 (injected by Snakemake)
