@@ -181,3 +181,46 @@ def test_a_failing_baseline_is_recorded_evaluated_and_summarised(tmp_path, weath
     text = (tmp_path / "results" / "summary.md").read_text()
     assert "**var failed** on these data: ConfigError" in text and "var.order: 1000" in text
     assert json.loads((evals / "copy.json").read_text())["c2st_auc_features"] is not None
+
+
+# ------------------------------------------------------------------ the benchmark readers' units
+
+def _tiles_of(tmp_path, path, fmt, conditional=False):
+    from dualdiv.data.ingest import IngestSettings
+    from dualdiv.stages.ingest import ingest
+    from dualdiv.stages.tile import tile
+
+    ingest([path], tmp_path / "raw.nc", IngestSettings(format=fmt))
+    tile(tmp_path / "raw.nc", tmp_path / "tiles.h5")
+    return tmp_path / "tiles.h5"
+
+
+@pytest.mark.parametrize("method", ["spectral", "var", "dualdiv"])
+def test_tmy3_samples_are_physical(tmp_path, method):
+    """TMY3 weather (pvlib's file): no negative irradiance, none at night, humidity in %, directions in range."""
+    pytest.importorskip("pvlib")
+    from dualdiv.data.packages import resolve_path
+
+    tiles = _tiles_of(tmp_path, resolve_path("package:pvlib/data/723170TYA.CSV"), "tmy3")
+    settings = {"settings": {"dualdiv_corrected": {"critic_iterations": 20, "mala_steps": 5}}}
+    physical = write_samples(tiles, method, tmp_path / "s.h5", 30, sample_config=settings).images_physical
+    names = list(load_samples(tmp_path / "s.h5").channel_names)
+    by = {name: physical[:, names.index(name)] for name in names}
+    tol = 1e-2
+    for irradiance in ("ghi", "dni", "dhi"):
+        assert by[irradiance].min() > -tol and np.abs(by[irradiance][:, :4]).max() < tol  # 01:00–04:00 dark
+        assert np.allclose(by[irradiance], np.round(by[irradiance]), atol=tol)  # whole W/m², as recorded
+    assert by["relative_humidity"].min() > -tol and by["relative_humidity"].max() < 100 + tol
+    assert by["wind_direction"].min() > -tol and by["wind_direction"].max() < 360 + tol
+    assert by["wind_speed"].min() > -tol
+
+
+@pytest.mark.parametrize("method", ["spectral", "gaussian_lw", "dualdiv"])
+def test_spike_samples_are_counts(tmp_path, method):
+    from conftest import ROOT
+
+    tiles = _tiles_of(tmp_path, ROOT / "resources/spikes_sim/simulation.json", "spikes_sim")
+    settings = {"settings": {"dualdiv_corrected": {"critic_iterations": 20, "mala_steps": 5}},
+                "conditional": False}
+    physical = write_samples(tiles, method, tmp_path / "s.h5", 30, sample_config=settings).images_physical
+    assert physical.min() > -1e-4 and np.allclose(physical, np.round(physical), atol=1e-4)
