@@ -22,7 +22,8 @@ back by the empirical quantile functions x = F̂⁻¹_{c,t}(Φ(z)). Pooling:
   monotone map of the pooled values would tie each trial's amplitude to its offset, and
   measured it made EEG separable, feature C2ST 0.74 → 1.00) or where a continuous channel
   has an atom of more than ``max_atom_share`` of its values (irradiance at night: left to
-  the constraints); discrete channels (≤ ``max_levels`` distinct values: counts) and
+  the constraints); discrete channels (at most ``max_levels`` or 2 % as many distinct values as
+  values: counts) and
   continuous ones without atoms (returns) are transformed: ``pixel`` when its
   marginal changes along time beyond what sampling noise explains (:func:`time_variation`:
   the one-way ANOVA F of the pixel means or of the pixels' absolute deviations
@@ -120,7 +121,9 @@ class MarginalTransform:
         # offsets: a monotone map of the pooled values would tie each image's amplitude to its offset
         self.identity_ = np.array([np.ptp(images[:, c]) == 0 for c in range(n_channels)])
         changing = np.array([max(f) > self.max_f for f in self.variation_])
-        self.discrete_ = np.array([_levels(images[:, c]) <= self.max_levels for c in range(n_channels)])
+        # discrete: few distinct values for the number of values (counts; not irradiance in whole W/m²)
+        most = max(self.max_levels, int(0.02 * n * n_time))
+        self.discrete_ = np.array([_levels(images[:, c]) <= most for c in range(n_channels)])
         self.atom_share_ = np.array([_largest_atom(images[:, c]) for c in range(n_channels)])
         if self.mode == "auto":
             # a continuous channel with a large atom (irradiance, 0 half the day) is left to the constraints:
