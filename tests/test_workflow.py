@@ -181,7 +181,8 @@ def test_default_datasets_only_when_none_named():
     assert selected_datasets(config)["eeg"]["files"] == ["a.ts", "b.ts"]
     config["datasets"] = {"mine": {"path": "x.npy", "tile": {"window": 8}}}
     assert list(selected_datasets(config)) == ["mine"]
-    assert dataset_settings(config, "mine", "tile") == {"test_fraction": 0.2, "window": 8, "stride": None, "seed": 1}
+    assert dataset_settings(config, "mine", "tile") == {"test_fraction": 0.2, "window": 8, "stride": None, "seed": 1,
+                                                        "split": "chronological"}
 
 
 def test_step_settings_only_touch_their_step():
