@@ -160,47 +160,38 @@ class MarginalTransform:
                               f"got {images.shape}")
         return images
 
+    def _marginals(self):
+        """(channel, index into an image batch, sorted pooled values) of every fitted marginal: one per
+        channel (index ``[:, c]``) or one per time position (``[:, c, t]``); identity channels skipped."""
+        for c, pooled in enumerate(self.pooled_):
+            if self.identity_[c]:
+                continue
+            for row, sorted_values in enumerate(pooled):
+                yield c, ((slice(None), c) if len(pooled) == 1 else (slice(None), c, row)), sorted_values
+
     def to_normal(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Normal scores ``(n, C, T)`` float64 of ``images``; ties ranked at random with ``rng``.
         Identity channels pass through as they are."""
         images = self._check(images)
-        scores = np.zeros_like(images)
-        for c, pooled in enumerate(self.pooled_):
-            if self.identity_[c]:
-                scores[:, c] = images[:, c]
-                continue
-            m = pooled.shape[1]
-            for row, sorted_values in enumerate(pooled):
-                x = images[:, c] if len(pooled) == 1 else images[:, c, row]
-                below = np.searchsorted(sorted_values, x, side="left")
-                ties = np.searchsorted(sorted_values, x, side="right") - below
-                # a value's own order statistic sits at (i + ½)/m; a tie's between its first and
-                # last, so that the quantile function maps the score back onto the atom
-                jitter = np.where(ties > 1, rng.random(x.shape), 0.0)
-                u = (below + 0.5 + jitter * np.maximum(ties - 1, 0)) / m
-                u = np.clip(u, 0.5 / m, 1 - 0.5 / m)
-                if len(pooled) == 1:
-                    scores[:, c] = ndtri(u)
-                else:
-                    scores[:, c, row] = ndtri(u)
+        scores = images.copy()  # identity channels stay as they are
+        for _, where, sorted_values in self._marginals():
+            m, x = len(sorted_values), images[where]
+            below = np.searchsorted(sorted_values, x, side="left")
+            ties = np.searchsorted(sorted_values, x, side="right") - below
+            # a value's own order statistic sits at (i + ½)/m; a tie's between its first and
+            # last, so that the quantile function maps the score back onto the atom
+            jitter = np.where(ties > 1, rng.random(x.shape), 0.0)
+            u = (below + 0.5 + jitter * np.maximum(ties - 1, 0)) / m
+            scores[where] = ndtri(np.clip(u, 0.5 / m, 1 - 0.5 / m))
         return scores
 
     def from_normal(self, scores: np.ndarray) -> np.ndarray:
         """Images ``(n, C, T)`` float64 from normal scores, by the pooled quantile functions
         (linear between order statistics, linear tails in the score beyond them)."""
         scores = self._check(scores)
-        images = np.zeros_like(scores)
-        for c, pooled in enumerate(self.pooled_):
-            if self.identity_[c]:
-                images[:, c] = scores[:, c]
-                continue
-            for row, sorted_values in enumerate(pooled):
-                z = scores[:, c] if len(pooled) == 1 else scores[:, c, row]
-                x = self._quantile(sorted_values, z)
-                if len(pooled) == 1:
-                    images[:, c] = x
-                else:
-                    images[:, c, row] = x
+        images = scores.copy()  # identity channels stay as they are
+        for _, where, sorted_values in self._marginals():
+            images[where] = self._quantile(sorted_values, scores[where])
         return images
 
     def _quantile(self, sorted_values: np.ndarray, z: np.ndarray) -> np.ndarray:
