@@ -428,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dualdiv {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"dualdiv {args.command}: error: out of memory; no output was written (lower --config's "
+              "ingest.memory_mb / tile.memory_mb, or run on a machine with more memory)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 

@@ -182,7 +182,7 @@ def test_default_datasets_only_when_none_named():
     config["datasets"] = {"mine": {"path": "x.npy", "tile": {"window": 8}}}
     assert list(selected_datasets(config)) == ["mine"]
     assert dataset_settings(config, "mine", "tile") == {"test_fraction": 0.2, "window": 8, "stride": None, "seed": 1,
-                                                        "split": "chronological"}
+                                                        "split": "chronological", "memory_mb": 512}
 
 
 def test_step_settings_only_touch_their_step():

@@ -52,6 +52,12 @@ class TileSettings:
         windows spread evenly through the recording) or ``random`` (test windows drawn with
         ``seed``); the last two measure realism within one regime rather than across regimes.
         Training windows that overlap a test window are dropped in every case.
+    memory_mb: MiB the stage's data may take beyond the interpreter and libraries (~0.4 GiB). When
+        ``raw.nc`` and its images would need more in memory (the float64 signal, its float64
+        windows and the float32 images), the stage streams: windows are read from ``raw.nc`` and
+        written to ``tiles.h5`` by blocks of at most half this budget, the statistics in two passes
+        over the training windows; the same images within rounding of the statistics (exactly the
+        same when one block holds every window). Not part of the provenance.
     """
 
     test_fraction: float = 0.2
@@ -59,6 +65,7 @@ class TileSettings:
     stride: int | None = None
     seed: int = 0
     split: str = "chronological"
+    memory_mb: int = 512
 
     def __post_init__(self):
         if not 0 <= self.test_fraction < 1:
@@ -69,6 +76,8 @@ class TileSettings:
             raise ConfigError("tile.stride: needs tile.window and must be ≥ 1")
         if self.split not in SINGLE_RECORDING_SPLITS:
             raise ConfigError(f"tile.split: expected one of {', '.join(SINGLE_RECORDING_SPLITS)}, got {self.split!r}")
+        if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, int) or self.memory_mb < 1:
+            raise ConfigError(f"tile.memory_mb: an integer number of MiB ≥ 1, got {self.memory_mb!r}")
 
 
 @dataclass
@@ -103,14 +112,23 @@ def cut_windows(signal: np.ndarray, window: int | None, stride: int | None
     index ``(m,)``. ``window=None`` keeps whole series (m = n).
     """
     n, _, n_time = signal.shape
+    recording, window_starts = window_index(n, n_time, window, stride)
     if window is None:
-        return signal, np.arange(n), np.zeros(n, dtype=np.int64)
+        return signal, recording, window_starts
+    starts = window_starts[:len(window_starts) // n]
+    windows = np.stack([signal[:, :, s:s + window] for s in starts], axis=1)  # (n, k, C, window)
+    return windows.reshape(n * len(starts), *windows.shape[2:]), recording, window_starts
+
+
+def window_index(n: int, n_time: int, window: int | None, stride: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The windows :func:`cut_windows` cuts from ``n`` series of ``n_time`` points, without the data:
+    (recording (m,), start (m,) int64), recording-major, starts ascending within a recording."""
+    if window is None:
+        return np.arange(n), np.zeros(n, dtype=np.int64)
     if window > n_time:
         raise ConfigError(f"tile.window: {window} time points, but the series have only {n_time}")
     starts = np.arange(0, n_time - window + 1, stride or window)
-    windows = np.stack([signal[:, :, s:s + window] for s in starts], axis=1)  # (n, k, C, window)
-    return (windows.reshape(n * len(starts), *windows.shape[2:]),
-            np.repeat(np.arange(n), len(starts)), np.tile(starts, n).astype(np.int64))
+    return np.repeat(np.arange(n), len(starts)), np.tile(starts, n).astype(np.int64)
 
 
 def split_recordings(n_recordings: int, test_fraction: float, seed: int,
@@ -199,13 +217,51 @@ def to_physical(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.nda
 
 # ------------------------------------------------------------------------- files
 
-def write_tiles(out: str | os.PathLike, tiles: Tiles) -> None:
-    """Write ``tiles`` to ``out`` atomically (chunked, gzip, no timestamps: bit-reproducible)."""
+class StoredImages:
+    """The ``/images`` of a ``tiles.h5`` left on disk (the images of a streamed tile stage):
+    ``shape``, ``len``, and slices read on access (``images[a:b]``, ``np.asarray(images)`` reads all)."""
+
+    ndim, dtype = 3, np.dtype(np.float32)
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, int, int]):
+        self.path, self.shape = Path(path), tuple(int(v) for v in shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        with h5py.File(self.path, "r") as handle:
+            return handle["images"][key]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self[()], dtype=dtype)
+
+
+def write_tiles(out: str | os.PathLike, tiles: Tiles, image_blocks=None) -> None:
+    """Write ``tiles`` to ``out`` atomically (chunked, gzip, no timestamps: bit-reproducible).
+
+    image_blocks: the images as consecutive float32 blocks ``(m_i, H, W)``, written (and hashed) one
+    after another, so they need not be in memory together; ``tiles.images`` then only gives the
+    shape (n, H, W) (e.g. a :class:`StoredImages`). The file is the same as from the whole array.
+    """
     n, height, width = tiles.images.shape
     with atomic_output(out) as tmp, h5py.File(tmp, "w", track_order=True) as handle:
         opts = {"track_times": False}
-        handle.create_dataset("images", data=np.asarray(tiles.images, dtype=np.float32), chunks=(1, height, width),
-                              compression="gzip", compression_opts=4, shuffle=True, **opts)
+        image_options = {"chunks": (1, height, width), "compression": "gzip", "compression_opts": 4,
+                         "shuffle": True, **opts}
+        images_digest = None
+        if image_blocks is None:
+            handle.create_dataset("images", data=np.asarray(tiles.images, dtype=np.float32), **image_options)
+        else:
+            images, images_digest, start = handle.create_dataset("images", (n, height, width), np.float32,
+                                                                 **image_options), hashlib.sha256(), 0
+            for block in image_blocks:
+                block = np.ascontiguousarray(block, dtype=np.float32)
+                images[start:start + len(block)] = block
+                images_digest.update(block.data)
+                start += len(block)
+            if start != n:
+                raise ValueError(f"write_tiles: image blocks hold {start} images, expected {n}")
         handle.create_dataset("split", data=np.array(tiles.split, dtype="S5"), **opts)
         handle.create_dataset("sample_id", data=tiles.sample_id.astype(np.int64), **opts)
         handle.create_dataset("window_start", data=tiles.window_start.astype(np.int64), **opts)
@@ -220,17 +276,22 @@ def write_tiles(out: str | os.PathLike, tiles: Tiles) -> None:
         handle.attrs["provenance"] = json.dumps(tiles.provenance or {})
         if tiles.channel_types is not None:
             handle.attrs["channel_types"] = json.dumps(list(tiles.channel_types))
-        handle.attrs["content_sha256"] = _content_sha256(tiles)
+        handle.attrs["content_sha256"] = _content_sha256(tiles, images_digest)
 
 
 _REQUIRED = ("images", "split", "sample_id", "window_start")
 
 
-def _content_sha256(tiles: Tiles) -> str:
-    """Checksum of everything in ``tiles`` as it reads back; load_tiles refuses a file changed after writing."""
-    digest = hashlib.sha256()
-    for array, dtype in ((tiles.images, np.float32), (tiles.sample_id, np.int64), (tiles.window_start, np.int64),
-                         (tiles.channel_mean, np.float64), (tiles.channel_std, np.float64)):
+def _content_sha256(tiles: Tiles, images_digest=None) -> str:
+    """Checksum of everything in ``tiles`` as it reads back; load_tiles refuses a file changed after writing.
+
+    images_digest: a sha256 already fed with the images' float32 bytes (streamed writing)."""
+    digest = images_digest.copy() if images_digest is not None else hashlib.sha256()
+    arrays = [(tiles.sample_id, np.int64), (tiles.window_start, np.int64), (tiles.channel_mean, np.float64),
+              (tiles.channel_std, np.float64)]
+    if images_digest is None:
+        arrays.insert(0, (tiles.images, np.float32))
+    for array, dtype in arrays:
         digest.update(np.ascontiguousarray(array, dtype=dtype).data)
     text = [list(map(str, tiles.split)), None if tiles.labels is None else list(map(str, tiles.labels)),
             list(tiles.channel_names), tiles.sampling_rate or None, tiles.units, tiles.provenance or {}]

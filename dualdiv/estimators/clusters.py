@@ -9,12 +9,14 @@ divergence between the samples above (A) and below (B) with F as the critic,
     D_max(A‖B) + D_max(B‖A) = [mean_A F − max_B F + log n_B] + [−mean_B F + min_A F + log n_A],
 
 (−F is the critic of the reverse direction), take the best cut and recurse into
-both sides. Prefix sums make one level O(n).
+both sides. Prefix sums make one level O(n); with the sort, the search is O(n log n), and a
+localized test costs O(k²) whatever n (its neighbours in F are a slice of the sorted order).
 
 *Localized* (the significance of a cut): take the k samples just below and the k
 just above the cut in F order, estimate the divergence between those two small
 sets in data space with the Wang–Kulkarni–Verdú k-NN estimator on a PCA
-projection (symmetrised), and calibrate it by a permutation null (side labels
+projection (symmetrised; the axes from a random subset when n is large, :func:`pca_projection`),
+and calibrate it by a permutation null (side labels
 shuffled). Several k give a multi-scale view; a cut is kept when its
 Bonferroni-adjusted (over scales) p-value is below ``alpha`` at some scale, and
 only kept cuts are split further. The kept cuts define the cluster tree; its
@@ -108,13 +110,38 @@ def local_test(below: np.ndarray, above: np.ndarray, n_permutations: int,
     return observed, float((1 + np.sum(null >= observed)) / (1 + n_permutations))
 
 
-def pca_projection(images: np.ndarray, n_components: int) -> np.ndarray:
-    """Images (n, ...) flattened, centred and projected on their first principal axes: (n, c)."""
-    flat = images.reshape(len(images), -1).astype(np.float64)
-    flat = flat - flat.mean(axis=0)
-    n_components = min(n_components, len(flat) - 1, flat.shape[1])
-    _, _, vt = np.linalg.svd(flat, full_matrices=False)
-    return flat @ vt[:n_components].T
+PCA_FIT_ELEMENTS = 2**23  # pixels × images of the float64 matrix the principal axes are fitted on (64 MiB)
+
+
+def pca_projection(images: np.ndarray, n_components: int, seed: int = 0) -> np.ndarray:
+    """Images (n, ...) flattened, centred and projected on their first principal axes: (n, c).
+
+    Up to ⌊:data:`PCA_FIT_ELEMENTS` / pixels⌋ images (4 681 of 14 × 128; 297 of 168 × 168) the axes
+    are those of all of them (an exact SVD); beyond, of that many drawn at random (``seed``; the leading
+    axes by a randomized SVD), and every image is projected in batches of that size, so time and memory
+    grow linearly in n.
+    """
+    n = len(images)
+    n_pixels = int(np.prod(images.shape[1:]))
+    fit_rows = max(n_components + 2, PCA_FIT_ELEMENTS // max(1, n_pixels))
+    if n <= fit_rows:
+        flat = images.reshape(n, -1).astype(np.float64)
+        flat = flat - flat.mean(axis=0)
+        n_components = min(n_components, len(flat) - 1, flat.shape[1])
+        _, _, vt = np.linalg.svd(flat, full_matrices=False)
+        return flat @ vt[:n_components].T
+    from sklearn.utils.extmath import randomized_svd
+
+    pick = np.sort(np.random.default_rng(seed).choice(n, fit_rows, replace=False))
+    sample = images[pick].reshape(fit_rows, -1).astype(np.float64)
+    mean = sample.mean(axis=0)
+    sample -= mean
+    n_components = min(n_components, fit_rows - 1, n_pixels)
+    # the leading axes only (no full SVD workspace of the (fit_rows, P) matrix)
+    axes = randomized_svd(sample, n_components, n_iter=7, random_state=seed)[2].T  # (P, c)
+    del sample
+    return np.concatenate([(images[a:a + fit_rows].reshape(-1, n_pixels).astype(np.float64) - mean) @ axes
+                           for a in range(0, n, fit_rows)])
 
 
 # -------------------------------------------------------------------------- tree
@@ -141,7 +168,7 @@ def find_clusters(F: np.ndarray, images: np.ndarray, settings: ClusterSettings =
     rng = np.random.default_rng(seed)
     order = np.argsort(F, kind="stable")
     f_sorted = F[order]
-    projected = pca_projection(images, settings.n_components)[order]
+    projected = pca_projection(images, settings.n_components, seed)[order]
     cuts: list[dict] = []
 
     def split(start: int, stop: int, depth: int) -> dict:

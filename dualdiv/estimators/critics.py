@@ -56,37 +56,44 @@ def substep_input(rank: torch.Tensor, bounds: torch.Tensor) -> tuple[torch.Tenso
 
 
 def pixel_crops(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape, radius,
-                rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                rows: torch.Tensor | None = None, center: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """The four planes of single-pixel sub-steps, cut to a window around the tested pixel.
 
     x: (n, P) flat images; rank: (P,) order position of every pixel; position: (B,) order
     position of the pixel each output row tests (pixels before it are permuted); rows: (B,)
     the image of x each output row is cut from (None: row i from x[i], B = n). radius:
     (r_h, r_w), the critic's receptive radius. The window reaches 2·radius around the pixel:
-    every input the outputs within ``radius`` of it see. Returns planes (B, 4, 4r_h+1, 4r_w+1)
-    (zero outside the image, like zero padding) and inside (B, 1, same) float, 1 on image pixels.
+    every input the outputs within ``radius`` of it see. center: (B,) values of the tested pixel
+    to use instead of the image's (a resampled row of Q: only the tested pixel differs), or None.
+    Returns planes (B, 4, 4r_h+1, 4r_w+1) (zero outside the image, like zero padding) and inside
+    (B, 1, same) float, 1 on image pixels. Cost and memory are O(B · window), whatever P: the
+    windows are gathered from x directly (no padded copy of x, no copy of whole rows).
     """
     height, width = shape
     pad_h, pad_w = 2 * radius[0], 2 * radius[1]
     order = torch.empty_like(rank)
     order[rank] = torch.arange(len(rank), device=rank.device)
-    pixel = order[position]
-    padded_width = width + 2 * pad_w
-    offsets = (torch.arange(2 * pad_h + 1, device=x.device)[:, None] * padded_width
-               + torch.arange(2 * pad_w + 1, device=x.device)[None, :]).reshape(-1)
-    # the pixel sits at (h + pad_h, t + pad_w) in padded coordinates, so its window starts at (h, t)
-    index = ((pixel // width) * padded_width + pixel % width)[:, None] + offsets[None, :]  # (B, S)
-    padded = functional.pad(x.reshape(len(x), height, width), (pad_w, pad_w, pad_h, pad_h)).reshape(len(x), -1)
+    pixel = order[position].to(x.device)
+    window = (2 * pad_h + 1, 2 * pad_w + 1)
+    dh = torch.arange(-pad_h, pad_h + 1, device=x.device)[None, :, None]
+    dt = torch.arange(-pad_w, pad_w + 1, device=x.device)[None, None, :]
+    hh, tt = (pixel // width)[:, None, None] + dh, (pixel % width)[:, None, None] + dt  # (B, wh, 1), (B, 1, ww)
+    inside = ((hh >= 0) & (hh < height) & (tt >= 0) & (tt < width)).reshape(len(pixel), -1)  # (B, S)
+    index = (hh.clamp(0, height - 1) * width + tt.clamp(0, width - 1)).reshape(len(pixel), -1)
     if rows is None:
-        values = padded.gather(1, index)
-    else:  # index the flat padded images: no copy of x per output row
-        values = padded.reshape(-1)[rows[:, None] * padded.shape[1] + index]
-    crop_rank = functional.pad(rank.reshape(height, width), (pad_w, pad_w, pad_h, pad_h), value=-1).reshape(-1)[index]
-    inside, tested = crop_rank >= 0, crop_rank == position[:, None]
-    context, prev = (crop_rank > position[:, None]).to(x.dtype), (inside & ~tested & (crop_rank < position[:, None]))
+        values = x.gather(1, index)
+    else:  # index the flat images: no copy of x per output row
+        values = x.reshape(-1)[rows.to(x.device)[:, None] * x.shape[1] + index]
+    values = torch.where(inside, values, torch.zeros((), dtype=x.dtype, device=x.device))
+    if center is not None:
+        values[:, pad_h * window[1] + pad_w] = center.to(values.dtype)
+    crop_rank = torch.where(inside, rank.to(x.device)[index], -1)
+    tested = crop_rank == position.to(x.device)[:, None]
+    context = (crop_rank > position.to(x.device)[:, None]).to(x.dtype)
+    prev = inside & ~tested & (crop_rank < position.to(x.device)[:, None])
     tested_f = tested.to(x.dtype)
     planes = torch.stack([values * context, values * tested_f, prev.to(x.dtype), tested_f], dim=1)
-    window = (2 * pad_h + 1, 2 * pad_w + 1)
     return planes.reshape(len(index), N_PLANES, *window), inside.to(x.dtype).reshape(len(index), 1, *window)
 
 
@@ -94,10 +101,16 @@ class Critic(nn.Module):
     """A critic: forward (B, 4, H, W) planes → (B,). Subclasses may evaluate sub-steps faster."""
 
     def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
-                       rows: torch.Tensor | None = None) -> torch.Tensor:
+                       rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:
         """Critic values (B,) at sub-steps bounds (B, 2) (see :func:`substep_input`) of flat images
-        x (n, P): output row i is image rows[i] (None: x[i], B = n)."""
+        x (n, P): output row i is image rows[i] (None: x[i], B = n). center: (B,) values of the
+        tested pixel of single-pixel sub-steps replacing the image's (a resampled Q row), or None."""
         x = x if rows is None else x[rows]
+        if center is not None:
+            x = x.clone() if rows is None else x  # x[rows] is a copy already
+            order = torch.empty_like(rank)
+            order[rank] = torch.arange(len(rank), device=rank.device)
+            x[torch.arange(len(x), device=x.device), order[bounds[:, 0]].to(x.device)] = center.to(x.dtype)
         return self(critic_input(x, *substep_input(rank, bounds), shape))
 
     def row_elements(self, shape) -> int:
@@ -145,10 +158,10 @@ class ConvCritic(Critic):
         return (self._output_map(functional.pad(planes, pad), inside) * near).sum(dim=(1, 2))
 
     def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
-                       rows: torch.Tensor | None = None) -> torch.Tensor:
+                       rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:
         if not bool((bounds[:, 1] - bounds[:, 0] == 1).all()):
-            return super().substep_values(x, rank, bounds, shape, rows)
-        planes, inside = pixel_crops(x, rank, bounds[:, 0], shape, self.radius, rows)
+            return super().substep_values(x, rank, bounds, shape, rows, center)
+        planes, inside = pixel_crops(x, rank, bounds[:, 0], shape, self.radius, rows, center)
         return self._output_map(planes, inside).sum(dim=(1, 2))
 
     def row_elements(self, shape) -> int:
@@ -184,7 +197,7 @@ class ConstantCritic(Critic):
         return planes.new_zeros(planes.shape[0]) + self.anchor
 
     def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
-                       rows: torch.Tensor | None = None) -> torch.Tensor:
+                       rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:
         return x.new_zeros(len(bounds)) + self.anchor
 
 

@@ -100,9 +100,18 @@ def cluster_divergence(x, n_clusters: int = 2, k: int = 1, seed: int = 0) -> flo
     return float(max(values)) if values else float("nan")
 
 
+_DISTANCE_BLOCK = 2**22  # query × training distances held at once (32 MiB)
+
+
 def closest_distances(images, train) -> np.ndarray:
-    """(n,) Euclidean distance of each flattened image to its closest training image."""
-    return cdist(flatten(images), flatten(train)).min(axis=1)
+    """(n,) Euclidean distance of each flattened image to its closest training image.
+
+    Exact, by blocks of queries (at most ``_DISTANCE_BLOCK`` distances at once): memory does not grow with
+    n × n_train, time is O(n · n_train · d)."""
+    queries, reference = flatten(images), flatten(train)
+    rows = max(1, _DISTANCE_BLOCK // max(1, len(reference)))
+    return np.concatenate([cdist(queries[a:a + rows], reference).min(axis=1) for a in range(0, len(queries), rows)]
+                          or [np.zeros(0)])
 
 
 def closest_other_distances(images) -> np.ndarray:

@@ -73,11 +73,19 @@ def pixel_rank(plan: dict) -> torch.Tensor:
 
 
 def _critic_values(model: nn.Module, x: torch.Tensor, rank: torch.Tensor, bound: torch.Tensor,
-                   shape) -> torch.Tensor:
-    """Critic on flat images x (m, P) for one sub-step (bound (2,)); (m,) float64, no grad."""
-    chunk = max(1, _MAX_ELEMENTS // x.shape[1])
+                   shape, rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:
+    """Critic on flat images x (m, P) for one sub-step (bound (2,)); (m,) float64, no grad.
+
+    rows (m',), center (m',): score rows ``x[rows]`` with the tested (single) pixel set to ``center``
+    instead (the resampled Q rows, without building them whole); (m',) values."""
+    # rows a call: ~_MAX_ELEMENTS inputs (whole images, or the conv critic's windows when smaller)
+    chunk = max(1, _MAX_ELEMENTS // min(x.shape[1], model.row_elements(shape)))
     with torch.no_grad():
-        values = [model.substep_values(part, rank, bound.expand(len(part), 2), shape) for part in x.split(chunk)]
+        if rows is None:
+            values = [model.substep_values(part, rank, bound.expand(len(part), 2), shape) for part in x.split(chunk)]
+        else:
+            values = [model.substep_values(x, rank, bound.expand(len(part), 2), shape, rows=part, center=value)
+                      for part, value in zip(rows.split(chunk), center.split(chunk), strict=True)]
     return torch.cat(values).double()
 
 
@@ -87,8 +95,16 @@ def summed_substep_values(model: nn.Module, x: torch.Tensor, rank: torch.Tensor,
 
     Returns (values (n,) float64, ∂values/∂x (n, P) or None). With ``gradient`` each batch
     of sub-steps is differentiated as soon as it is evaluated, so memory holds one batch's
-    graph, not all L sub-steps'. A batch holds about _MAX_ELEMENTS critic input values.
+    graph, not all L sub-steps'. A batch holds about _MAX_ELEMENTS critic input values: several
+    sub-steps of all images when they are few, else one sub-step of a batch of
+    ⌊_MAX_ELEMENTS / row_elements⌋ images at a time, so memory does not grow with n (the same
+    sums within the float32 rounding of the critic, whose arithmetic may differ with the pass size).
     """
+    batch = max(1, _MAX_ELEMENTS // model.row_elements(shape))  # images per pass at one sub-step a pass
+    if len(x) > batch:  # F of many images: batches of images, so memory stays ~_MAX_ELEMENTS inputs
+        parts = [summed_substep_values(model, part, rank, bounds, shape, gradient) for part in x.split(batch)]
+        return (torch.cat([values for values, _ in parts]),
+                torch.cat([grad for _, grad in parts]) if gradient else None)
     per_pass = max(1, _MAX_ELEMENTS // (model.row_elements(shape) * len(x)))  # sub-steps per batch
     image = torch.arange(len(x), device=x.device)
     total = torch.zeros(len(x), dtype=torch.float64, device=x.device)
@@ -121,13 +137,22 @@ def _score_substeps(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor
     donors = permutation_indices(n, n * n_resamplings, n_pixels, generator).to(x.device)
     base_rows = torch.arange(n, device=x.device).repeat(n_resamplings)
     bounds = bounds.to(rank.device)
-    blk = substep_input(rank, bounds)[1]
+    single = bool((bounds[:, 1] - bounds[:, 0] == 1).all())
+    # single-pixel sub-steps: a Q row differs from its data row in the tested pixel only, so it is
+    # scored from the data row and that pixel's donor value (no (n·R, P) copy per sub-step, no (L, P) masks)
+    blk = None if single else substep_input(rank, bounds)[1]
+    order = torch.empty_like(rank)
+    order[rank] = torch.arange(len(rank), device=rank.device)
     was_training = model.training
     model.eval()
     dv, ess, influence = [], [], torch.zeros(n, dtype=torch.float64, device=x.device)
-    for bound, m_blk in zip(bounds, blk, strict=True):
+    for j, bound in enumerate(bounds):
         f_p = _critic_values(model, x, rank, bound, shape)
-        f_q = _critic_values(model, swap_pixels(x, base_rows, donors, m_blk), rank, bound, shape)
+        if single:
+            pixel = order[bound[0]].to(x.device)
+            f_q = _critic_values(model, x, rank, bound, shape, rows=base_rows, center=x[donors[:, pixel], pixel])
+        else:
+            f_q = _critic_values(model, swap_pixels(x, base_rows, donors, blk[j]), rank, bound, shape)
         dv.append(dv_bound(f_p, f_q))
         ess.append(dv_ess(f_q))
         infl_p, infl_q = dv_influence(f_p, f_q)
@@ -154,14 +179,18 @@ def _batch_loss(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, bo
         donors = torch.randint(n, (int(is_q.sum()),), generator=generator).to(x.device)
         order = torch.empty_like(rank)
         order[rank] = torch.arange(len(rank), device=rank.device)
-        pixel = order[row_bounds[is_q.to(rank.device), 0]].to(x.device)
-        x_rows = x[rows.to(x.device)]
-        x_rows[is_q.to(x.device).nonzero()[:, 0], pixel] = x[donors, pixel]
+        pixel = order[row_bounds[:, 0]].to(x.device)
+        rows = rows.to(x.device)
+        # each row's tested pixel (its donor's value on the Q rows): the critic cuts its window from x,
+        # so an iteration costs O(rows · window), not O(rows · P)
+        center = x[rows, pixel]
+        center[is_q.to(x.device)] = x[donors, pixel[is_q.to(x.device)]]
+        f = model.substep_values(x, rank, row_bounds, shape, rows=rows, center=center)
     else:
         donors = torch.randint(n, (len(rows), n_pixels), generator=generator)
         blk = substep_input(rank, row_bounds)[1]
         x_rows = swap_pixels(x, rows.to(x.device), donors.to(x.device), blk & is_q[:, None].to(x.device))
-    f = model.substep_values(x_rows, rank, row_bounds, shape)  # (n_sub · n_rows · (1 + n_q),)
+        f = model.substep_values(x_rows, rank, row_bounds, shape)  # (n_sub · n_rows · (1 + n_q),)
     f_p = f[~is_q].reshape(n_sub, n_rows)
     f_q = f[is_q].reshape(n_q, n_sub, n_rows).transpose(0, 1).reshape(n_sub, n_rows * n_q)
     return -dv_bound(f_p, f_q).sum()

@@ -281,6 +281,19 @@ def tc_fields(real: Mapping | None, generated: Sequence[Mapping] | None, note: s
 
 
 
+MAX_TWO_SAMPLE = 2000  # held-out images at most in the quadratic two-sample tests (MMD, C2ST)
+
+
+def two_sample_subset(n: int, seed: int = 0, max_rows: int = MAX_TWO_SAMPLE) -> np.ndarray:
+    """Indices of the held-out images the quadratic two-sample tests use: all ``n`` (in order) up to
+    ``max_rows``, else a seeded subset of that size (sorted). MMD is O((n_gen + n)²) in time and memory and
+    the C2ST folds O(n_gen + n) fits, so with generated images capped by ``max_generated`` both stay bounded
+    whatever the test split's size; DCR (:func:`memorisation`) stays exact: O(n_gen · n_train) by blocks."""
+    if n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 19]).choice(n, max_rows, replace=False))
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """Sizes and budgets of the metrics (fixed across methods so their values compare).
@@ -454,9 +467,10 @@ def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_esti
     sets = {"spectra": ["spectra"], "correlation": ["correlation"], "raw": ["raw"],
             "features": ["spectra", "correlation"], "combined": ["spectra", "correlation", "raw"]}
     c2st_seed = int(next(streams) % 2**31)
+    held = two_sample_subset(len(test), seed)  # all of them up to MAX_TWO_SAMPLE
     for name, names in sets.items():
         result = c2st_auc(np.concatenate([blocks_gen[b] for b in names], axis=1),
-                          np.concatenate([blocks_test[b] for b in names], axis=1),
+                          np.concatenate([blocks_test[b] for b in names], axis=1)[held],
                           c2st_seed, settings.repeats, settings.c2st_folds)
         out[f"c2st_auc_{name}"], out[f"c2st_auc_{name}_std"] = result["auc"], result["std"]
 
@@ -468,7 +482,7 @@ def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_esti
     # MMD
     mmd_seed = int(next(streams) % 2**31)
     for name, (a, b) in {"features": (feat_gen, feat_test), "pixels": (_flat(gen), _flat(test))}.items():
-        result = mmd_test(a, b, mmd_seed, settings.mmd_permutations)
+        result = mmd_test(a, b[held], mmd_seed, settings.mmd_permutations)
         out[f"mmd2_{name}"], out[f"mmd_pvalue_{name}"] = result["mmd2"], result["pvalue"]
 
     # total correlation (injected estimator)

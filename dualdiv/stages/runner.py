@@ -20,7 +20,7 @@ from dualdiv.core.errors import DualdivError
 def run_script(snakemake: Any, body: Callable[[Any], None], exit_now: bool = True) -> None:
     """Run a rule's script body with logging to the rule's log file.
 
-    A :class:`DualdivError` (bad input, bad config, corrupt artifact) is written
+    A :class:`DualdivError` (bad input, bad config, corrupt artifact) or a MemoryError is written
     as one line to the log and stderr and exits with code 2 — no traceback.
     exit_now: after a body that returned, end the process at once (exit code 0, no
     interpreter teardown): the script is the job's whole process.
@@ -38,6 +38,12 @@ def run_script(snakemake: Any, body: Callable[[Any], None], exit_now: bool = Tru
         body(snakemake)
     except DualdivError as exc:
         logging.getLogger("dualdiv").error("%s", exc)
+        sys.exit(2)
+    except MemoryError:  # outputs are written atomically: nothing is left under their names
+        logging.getLogger("dualdiv").error(
+            "rule %s: out of memory; no output was written. Give the job more memory (resources mem_mb on a "
+            "cluster) or lower ingest.memory_mb / tile.memory_mb (README: When things go wrong)",
+            getattr(snakemake, "rule", "?"))
         sys.exit(2)
     # the line benchmarks/pipeline_timing.py reads: a job's wall minus "work" is its overhead
     startup = process_age() - (time.perf_counter() - started)

@@ -1,5 +1,6 @@
-"""What the Snakefile needs from the library: the config check, data-set selection and merged
-per-stage settings (the scripts' wrapper is :mod:`dualdiv.stages.runner`).
+"""What the Snakefile needs from the library: the config check, data-set selection, merged
+per-stage settings and the jobs' memory requests (:func:`job_memory_mb`; the scripts' wrapper is
+:mod:`dualdiv.stages.runner`).
 
 Kept free of Snakemake imports so it is testable on plain dicts.
 """
@@ -86,3 +87,65 @@ def step_settings(config: Mapping[str, Any], dataset: str, step: int) -> dict:
     estimate = dataset_settings(config, dataset, "estimate")
     overrides = (estimate.get("steps") or {}).get(str(step)) or {}
     return deep_merge(estimate.get("training") or {}, overrides)
+
+
+# ------------------------------------------------------------------ cluster resources
+
+# MiB of a job's interpreter and libraries (Python, NumPy, xarray, h5py; torch in the training rules), with margin
+_BASE_MB = {"ingest": 600, "tile": 600, "path_plan": 600, "path_step": 900, "dual": 900, "localize": 900,
+            "sample": 1200, "baseline": 1200, "evaluate": 1200, "total_correlation": 1200}
+# bytes per image pixel (float32 images = 4) the rule holds at its peak (benchmarks/SCALING.md): the images, their
+# copies (training split, the step's train/validation tensors) and the held-out score's permutation indices
+# (measured at N = 10⁴ tiles of 14 × 128: path_plan 7.5, path_step 20, dual 10, localize 17; sample, baseline,
+# evaluate and total_correlation are not measured: a guess)
+_BYTES_PER_PIXEL = {"path_plan": 8, "path_step": 24, "dual": 12, "localize": 24, "sample": 16, "baseline": 16,
+                    "evaluate": 16, "total_correlation": 32}
+# bytes per pixel of the image shape whatever N: the path step's 500 product-of-marginals reference
+# images and their permutation indices (measured: 41 B per N·P pixel at N = 200 of 168 × 168, mostly this)
+_BYTES_PER_IMAGE_PIXEL = {"path_step": 12_000, "total_correlation": 12_000}
+_FALLBACK_MB = 4000  # when the input is not there yet (a dry run), as before
+
+
+def tiles_size(path: str | Path) -> tuple[int, int] | None:
+    """(N images, P pixels) of a ``tiles.h5`` from its metadata (nothing read), or None if it cannot be read."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            n, height, width = handle["images"].shape
+    except (OSError, KeyError, ValueError):
+        return None
+    return int(n), int(height * width)
+
+
+def job_memory_mb(rule: str, inputs: list[str | Path], settings: Mapping[str, Any] | None = None) -> int:
+    """SLURM ``mem_mb`` of one job of ``rule`` from the size of its inputs (a formula in N and P, not a constant).
+
+    inputs: the job's input files (its ``tiles.h5`` first for the rules that read tiles; the raw files for
+    ingest; ``raw.nc`` for tile). settings: the stage's merged settings (ingest/tile: ``memory_mb``).
+    ingest and tile: the interpreter + their data budget (``memory_mb``) or, below it, the in-memory
+    peak (1.5 × the float64 data of an ingest — ``.ts``/``.csv`` are parsed at several times their file
+    size —, 2.5 × ``raw.nc`` for a tile). The rules on tiles: the interpreter + B × N × P bytes (B per
+    rule, measured in benchmarks/SCALING.md) with 25 % margin. Rounded up to 100 MiB.
+    """
+    settings = dict(settings or {})
+    files = [Path(p) for p in inputs]
+    if rule in ("ingest", "tile"):
+        if not all(p.is_file() for p in files):
+            return _FALLBACK_MB
+        size_mb = sum(p.stat().st_size for p in files) / 2**20
+        budget = float(settings.get("memory_mb", 512))
+        if rule == "ingest":
+            streamable = all(p.suffix.lower() in (".npy", ".nc", ".nc4", ".h5", ".hdf5") for p in files)
+            data = min(1.5 * 8 / 4 * size_mb, budget) if streamable else 6 * size_mb  # float32 input: 2 × as float64
+        else:
+            data = min(2.5 * size_mb, budget)
+        need = _BASE_MB[rule] + 1.25 * data
+    else:
+        size = tiles_size(files[0]) if files else None
+        if size is None:
+            return _FALLBACK_MB
+        n, n_pixels = size
+        data = _BYTES_PER_PIXEL.get(rule, 16) * n * n_pixels + _BYTES_PER_IMAGE_PIXEL.get(rule, 0) * n_pixels
+        need = _BASE_MB.get(rule, 1200) + 1.25 * data / 2**20
+    return int(-(-need // 100) * 100)

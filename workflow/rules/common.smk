@@ -7,11 +7,24 @@ from dualdiv.core.io import code_hash
 from dualdiv.evaluation.figures import FIGURES
 from dualdiv.generators import REGISTRY, WALKS, resolve_method
 from dualdiv.stages.export import EXPORT_SUFFIXES, export_formats
-from dualdiv.stages.workflow import dataset_settings, selected_datasets, step_settings
+from dualdiv.stages.workflow import dataset_settings, job_memory_mb, selected_datasets, step_settings
 
 DATASETS = selected_datasets(config)
 RESULTS = config["results"]
 
+
+
+def memory(rule):
+    """Resource function: the job's mem_mb from the size of its inputs (N tiles × P pixels for the rules on
+    tiles.h5; the raw files or raw.nc and the memory budget for ingest and tile), dualdiv.stages.workflow.job_memory_mb.
+    Evaluated when the job is scheduled, once its inputs exist."""
+
+    def mem_mb(wildcards, input):
+        files = [input.tiles] if hasattr(input, "tiles") else list(input)
+        stage = rule if rule in ("ingest", "tile") else None
+        return job_memory_mb(rule, files, dataset_settings(config, wildcards.dataset, stage) if stage else None)
+
+    return mem_mb
 
 
 def script_code(script, *registries):

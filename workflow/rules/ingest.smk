@@ -14,7 +14,7 @@ rule ingest:
     conda:
         "../../environment.yml"
     resources:
-        mem_mb=2000,
+        mem_mb=memory("ingest"),
         runtime=10,
     script:
         "../scripts/ingest.py"

@@ -16,7 +16,7 @@ rule localize:
     conda:
         "../../environment.yml"
     resources:
-        mem_mb=2000,
+        mem_mb=memory("localize"),
         runtime=10,
     script:
         "../scripts/localize.py"

@@ -45,7 +45,7 @@ rule path_step:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=memory("path_step"),
         runtime=120,
         gpu=config["gpus"],
     script:
@@ -79,7 +79,7 @@ rule dual:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=memory("dual"),
         runtime=30,
     script:
         "../scripts/dual.py"

@@ -46,7 +46,7 @@ rule evaluate:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=memory("evaluate"),
         runtime=30,
     script:
         "../scripts/evaluate.py"
@@ -71,7 +71,7 @@ rule total_correlation:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=memory("total_correlation"),
         runtime=60,
     script:
         "../scripts/total_correlation.py"

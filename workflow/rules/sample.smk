@@ -23,7 +23,7 @@ rule sample:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=memory("sample"),
         runtime=60,
     script:
         "../scripts/sample.py"
@@ -49,7 +49,7 @@ rule baseline:
         "../../environment.yml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=memory("baseline"),
         runtime=60,
     script:
         "../scripts/sample.py"

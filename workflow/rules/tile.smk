@@ -14,7 +14,7 @@ rule tile:
     conda:
         "../../environment.yml"
     resources:
-        mem_mb=2000,
+        mem_mb=memory("tile"),
         runtime=10,
     script:
         "../scripts/tile.py"

@@ -23,6 +23,10 @@ Benchmark data sets, named explicitly (no extension of their own):
 - ``prices`` (:mod:`~dualdiv.data.readers.prices`): a daily price table → log-changes.
 - ``spikes_sim`` (:mod:`~dualdiv.data.readers.spikes`): JSON simulator settings → spike counts.
 
+:func:`open_lazy` opens the formats of :data:`LAZY_READERS` (``.npy``, NetCDF/HDF5) without reading
+their data: the samples stay on disk as a :class:`~dualdiv.data.readers.common.LazyArray` read by
+blocks (the streaming ingest of files larger than its memory budget).
+
 Every problem raises :class:`~dualdiv.core.errors.InputError` naming the file and
 what was expected.
 """
@@ -57,6 +61,8 @@ READERS: dict[str, str] = {
     "eeglab": "mne_files:read_eeglab",
 }
 FORMATS = tuple(READERS)
+# formats whose data can stay on disk and be read by blocks of samples (streaming ingest): "module:function"
+LAZY_READERS: dict[str, str] = {"npy": "arrays:open_lazy", "netcdf": "netcdf:open_lazy"}
 MNE_FORMATS = ("edf", "bdf", "fif", "fif_epochs", "brainvision", "eeglab")
 # settings only the MNE readers take (besides ``units``, which every reader's output may be given)
 MNE_OPTIONS = ("epochs", "picks", "resample", "l_freq", "h_freq")
@@ -67,8 +73,8 @@ EXTENSIONS = {".ts": "ts", ".csv": "csv", ".npy": "npy", ".npz": "npz",
 COMPOUND_EXTENSIONS = {"-epo.fif": "fif_epochs", "_epo.fif": "fif_epochs", "-epo.fif.gz": "fif_epochs",
                        "_epo.fif.gz": "fif_epochs", ".fif.gz": "fif"}
 
-__all__ = ["EXTENSIONS", "FORMATS", "MNE_FORMATS", "MNE_OPTIONS", "READERS", "RawSeries", "detect_format",
-           "read_file", "reader"]
+__all__ = ["EXTENSIONS", "FORMATS", "LAZY_READERS", "MNE_FORMATS", "MNE_OPTIONS", "READERS", "RawSeries",
+           "detect_format", "open_lazy", "read_file", "reader"]
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:
@@ -117,3 +123,19 @@ def read_file(path: str | os.PathLike, fmt: str | None = None, options: Mapping[
     if fmt in MNE_FORMATS:
         return read(path, **{key: options.get(key) for key in (*MNE_OPTIONS, "units")})
     return read(path)
+
+
+def open_lazy(path: str | os.PathLike, fmt: str | None = None) -> RawSeries | None:
+    """``path`` as a :class:`RawSeries` whose ``series`` is a :class:`~dualdiv.data.readers.common.LazyArray`
+    left on disk (formats of :data:`LAZY_READERS`), or None where the format (or this file's layout) is read
+    whole by :func:`read_file` only. Missing and empty files are an InputError, as there."""
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    if fmt not in LAZY_READERS:
+        return None
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    module, name = LAZY_READERS[fmt].split(":")
+    return getattr(importlib.import_module(f"dualdiv.data.readers.{module}"), name)(path)

@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from dualdiv.core.errors import InputError
-from dualdiv.data.readers.common import RawSeries, _check_fits_in_memory, _first_line, _numeric_array, _sampling_rate
+from dualdiv.data.readers.common import (
+    LazyArray,
+    RawSeries,
+    _check_fits_in_memory,
+    _first_line,
+    _numeric_array,
+    _sampling_rate,
+)
 
 
 def load_arrays(path: Path) -> tuple[np.ndarray, dict]:
@@ -64,3 +71,37 @@ def read(path: Path) -> RawSeries:
 
 
 read_numpy = read  # its name before the readers had a module each
+
+
+def open_lazy(path: Path) -> RawSeries | None:
+    """An ``.npy`` file as a :class:`~dualdiv.data.readers.common.LazyArray` (memory-mapped by blocks of
+    samples, each map closed once its block is copied, so its pages leave the resident memory); None for
+    ``.npz`` (compressed members are read whole by :func:`read`) and for a file :func:`read` refuses
+    (it names the problem)."""
+    if path.suffix.lower() != ".npy":
+        return None
+    try:
+        array = _memmap(path)
+    except InputError:
+        return None  # read() names the problem, as for any file
+    if array.dtype.kind not in "biuf" or array.ndim not in (2, 3):
+        return None  # read() names the problem
+    shape = array.shape if array.ndim == 3 else (array.shape[0], 1, array.shape[1])
+    del array
+
+    def read_block(start: int, stop: int, t0: int, t1: int) -> np.ndarray:
+        mapped = _memmap(path)
+        try:
+            block = mapped[start:stop, ..., t0:t1]
+            return np.array(block if block.ndim == 3 else block[:, None, :], dtype=np.float64)
+        finally:
+            del mapped  # unmapped: its pages leave the resident memory
+
+    return RawSeries(path, LazyArray(path, shape, read_block))
+
+
+def _memmap(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # truncated data: ValueError (mmap length), corrupt header: many types
+        raise InputError(f"{path}: not a readable NumPy file ({_first_line(exc)})") from None
