@@ -6,7 +6,10 @@ this checkout through PYTHONPATH) in a scratch folder on one of three runs:
 - ``eeg``: the default config (the embedded EEG data set, every default setting);
 - ``small``: a simulated 30 × 3 × 64 array (random walks) through every default setting — the
   "first small run" of a new user;
-- ``tiny``: .test/config/tiny.yaml (the test suite's tiny budgets).
+- ``tiny``: .test/config/tiny.yaml (the test suite's tiny budgets);
+- ``large``: a simulated 561 × 6 × 896 array (the size of UEA's SelfRegulationSCP1: 5 376 pixels an
+  image; 3 AR(1) sources mixed into the channels plus noise, ``benchmarks/scaling.py``'s
+  simulation) through every default setting (issue #19).
 
 Per job it reads the Snakemake benchmark file (``s``: the job's wall time as Snakemake measured
 it) and the line every rule script logs at its end (``work``: the stage's own work; ``start-up``:
@@ -48,6 +51,13 @@ def prepare(run: str, folder: Path) -> list[str]:
         shutil.copytree(ROOT / ".test" / "data", folder / "data")
         shutil.copy(ROOT / ".test" / "config" / "tiny.yaml", folder / "tiny.yaml")
         return ["--configfile", "tiny.yaml"]
+    if run == "large":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from scaling import simulate
+
+        simulate(folder / "large.npy", 561, (6, 896), seed=0)
+        (folder / "large.yaml").write_text("datasets:\n  large:\n    path: large.npy\n")
+        return ["--configfile", "large.yaml"]
     steps = np.random.default_rng(0).standard_normal((30, 3, 64))
     np.save(folder / "small.npy", np.cumsum(steps, axis=2).astype(np.float32))
     (folder / "small.yaml").write_text("datasets:\n  small:\n    path: small.npy\n")
@@ -71,7 +81,7 @@ def job_table(folder: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", choices=("eeg", "small", "tiny"))
+    parser.add_argument("run", choices=("eeg", "small", "tiny", "large"))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="run in this folder (created) and keep it")
     parser.add_argument("--json", type=Path, help="also write the rows and totals as JSON here")

@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +154,7 @@ def slopes(xs, ys) -> tuple[list[float], float]:
     return list(np.diff(ly) / np.diff(lx)), float(np.polyfit(lx, ly, 1)[0])
 
 
-def n_scaling(sizes: list[int], folder: Path, iterations: int, path: bool = True) -> dict:
+def n_scaling(sizes: list[int], folder: Path, iterations: int, path: bool = True, jobs: int = 1) -> dict:
     training = {"max_iterations": iterations, "eval_every": max(1, iterations // 2), "patience": 100}
     rows = {}
     for n in sizes:
@@ -166,8 +167,10 @@ def n_scaling(sizes: list[int], folder: Path, iterations: int, path: bool = True
         tiles, plan = str(base / "tiles.h5"), str(base / "path/plan.json")
         row["path_plan"] = run("path_plan", tiles=tiles, out=plan)
         if path:
-            steps = [run("path_step", tiles=tiles, plan=plan, step=k, out=str(base / f"path/step_{k}"),
-                         training=training) for k in range(1, 5)]
+            with ThreadPoolExecutor(jobs) as pool:  # the steps are independent jobs, as in the workflow
+                futures = [pool.submit(run, "path_step", tiles=tiles, plan=plan, step=k,
+                                       out=str(base / f"path/step_{k}"), training=training) for k in range(1, 5)]
+                steps = [future.result() for future in futures]
             row["path_step"] = {"wall_s": float(np.median([s["wall_s"] for s in steps])),
                                 "peak_mib": max(s["peak_mib"] for s in steps),
                                 "all_steps_s": sum(s["wall_s"] for s in steps)}
@@ -261,11 +264,12 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-mb", type=int, help="recording: ingest/tile memory_mb (default: the settings')")
     parser.add_argument("--no-path", action="store_true",
                         help="n: skip the path steps and dual; localize on a stand-in F")
+    parser.add_argument("--jobs", type=int, default=1, help="n: path steps run at once (one core each)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     args.folder.mkdir(parents=True, exist_ok=True)
     if args.what == "n":
-        result = n_scaling(args.sizes, args.folder, args.iterations, path=not args.no_path)
+        result = n_scaling(args.sizes, args.folder, args.iterations, path=not args.no_path, jobs=args.jobs)
     elif args.what == "p":
         result = p_scaling(args.shapes, args.folder, args.n_images, args.iterations)
     else:

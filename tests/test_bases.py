@@ -188,3 +188,26 @@ def test_bad_settings_and_inputs():
         SpectralGaussian().fit(np.zeros((5, 3)))
     with pytest.raises(InputError, match="^gaussian_lw: images contain NaN or infinite values$"):
         GaussianLW().fit(np.full((4, 2, 8), np.nan))
+
+
+def test_gaussian_lw_on_images_too_large_for_a_dense_covariance_keeps_sklearns_shrinkage():
+    rng = np.random.default_rng(9)
+    images = rng.normal(size=(12, 40, 60)) + rng.normal(size=(12, 1, 60))  # 2 400 pixels
+    base = GaussianLW().fit(images)
+    assert base.shrinkage_ == pytest.approx(LedoitWolf().fit(images.reshape(12, -1)).shrinkage_, rel=1e-12)
+    assert not any(isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[0] == v.shape[1] == 2400
+                   for v in vars(base).values())  # no dense (d, d) matrix kept
+
+
+def test_var_refuses_images_it_could_not_hold_or_compute(monkeypatch):
+    import dualdiv.generators.bases as bases
+
+    images = np.random.default_rng(10).normal(size=(6, 3, 40))
+    monkeypatch.setattr(bases, "available_memory", lambda: 1000)
+    with pytest.raises(ConfigError, match=r"^var: images of 3 × 40 = 120 pixels need ≈ .* GiB for the dense VAR "
+                                          r"loading .*use the spectral base or dualdiv"):
+        VARGaussian(order=2).fit(images)
+    monkeypatch.setattr(bases, "available_memory", lambda: 2**40)
+    monkeypatch.setattr(bases, "VAR_MAX_FLOPS", 1e3)
+    with pytest.raises(ConfigError, match=r"^var: order 2 on images of 3 × 40 needs ≈ .* floating-point operations"):
+        VARGaussian(order=2).fit(images)

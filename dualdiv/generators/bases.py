@@ -46,10 +46,11 @@ import numpy as np
 import scipy.linalg
 import scipy.signal
 import torch
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
 
 from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.io import available_memory
 from dualdiv.generators.base import Generator, register
 
 __all__ = ["Base", "DenseGaussianBase", "FixedGaussian", "GaussianLW", "SpectralGaussian", "VARGaussian",
@@ -289,11 +290,12 @@ class GaussianLW(Base):
     def fit(self, images, seed=0):
         images = check_images(images, self.key, dtype=np.float64)
         flat = images.reshape(len(images), -1)
-        model = LedoitWolf(store_precision=False).fit(flat)
         self.shape_ = images.shape[1:]
-        self.location_ = model.location_
-        self.shrinkage_ = float(model.shrinkage_)
+        self.location_ = flat.mean(axis=0)
         centred = flat - self.location_
+        # scikit-learn's Ledoit–Wolf shrinkage, by blocks of features: O(n·d) memory, never the dense
+        # (d, d) covariance that LedoitWolf.fit stores (6.4 GB at 168 × 168 pixels); the same value
+        self.shrinkage_ = float(ledoit_wolf_shrinkage(centred, assume_centered=True)) if flat.shape[1] > 1 else 0.0
         self.centred_ = centred  # (n, d)
         self.identity_scale_ = float(np.sqrt(self.shrinkage_ * (centred ** 2).sum() / centred.size))
         self.latent_dim_ = len(flat) + flat.shape[1]
@@ -428,6 +430,27 @@ def var_autocovariance(coefs: np.ndarray, noise: np.ndarray, max_lag: int, terms
     return np.stack([sum(psi[j + h] @ noise @ psi[j].T for j in range(terms)) for h in range(max_lag + 1)])
 
 
+VAR_MAX_FLOPS = 2e13  # var_loading beyond this takes hours on one core (~1e10 flop/s in its loop of small matmuls)
+
+
+def var_memory_bytes(n_channels: int, n_time: int, max_order: int) -> int:
+    """Peak bytes of :meth:`VARGaussian.fit` and sampling beyond the images: the dense loading of the
+    P = C·T pixels ((P, C + P) float64, built as a (T, C, P) path and concatenated: ~3 copies, one more
+    as the sampler's tensor) and the order search's and Lyapunov solve's (C·p)² matrices (~8 of them)."""
+    n_pixels, state = n_channels * n_time, n_channels * max_order
+    return 8 * (4 * n_pixels * (n_channels + n_pixels) + 8 * (state + n_channels) ** 2)
+
+
+def _check_var_fits(n_channels: int, n_time: int, max_order: int) -> None:
+    """ConfigError when the dense VAR base would not fit in the memory available now (never a killed job)."""
+    need, available = var_memory_bytes(n_channels, n_time, max_order), available_memory()
+    if need > available:
+        raise ConfigError(
+            f"var: images of {n_channels} × {n_time} = {n_channels * n_time} pixels need ≈ {need / 2**30:.1f} GiB "
+            f"for the dense VAR loading (order ≤ {max_order}), more than the {available / 2**30:.1f} GiB available; "
+            "use the spectral base or dualdiv (O(C³·T log T)), or shorter windows (tile.window)")
+
+
 @register("var")
 class VARGaussian(DenseGaussianBase):
     """Channel-mean Gaussian + stationary VAR(p) residual (re-centred), p by held-out likelihood.
@@ -453,14 +476,20 @@ class VARGaussian(DenseGaussianBase):
         n, n_channels, n_time = images.shape
         if self.order is not None and self.order > n_time - 2:
             raise ConfigError(f"var.order: {self.order} needs series of ≥ order + 2 time points, got {n_time}")
+        max_order = self.order or min(self.max_order or max(1, n_time // 4), n_time - 2)
+        _check_var_fits(n_channels, n_time, max_order)
         means, residuals = channel_means(images)
         self.shape_ = (n_channels, n_time)
         if self.order is None:
-            max_order = min(self.max_order or max(1, n_time // 4), n_time - 2)
             self.order_, self.order_scores_ = select_var_order(residuals, max_order, self.folds,
                                                                np.random.default_rng(seed), self.ridge)
         else:
             self.order_, self.order_scores_ = self.order, None
+        flops = n_channels ** 3 * self.order_ * n_time ** 2  # var_loading's recursion: T steps of (C, C·p) @ (C·p, P)
+        if flops > VAR_MAX_FLOPS:
+            raise ConfigError(f"var: order {self.order_} on images of {n_channels} × {n_time} needs ≈ {flops:.1e} "
+                              "floating-point operations for the dense VAR loading (C³·p·T²; hours on a core); use "
+                              "the spectral base or dualdiv, a lower var.max_order, or shorter windows (tile.window)")
         coefs, self.noise_cov_ = fit_var(residuals, self.order_, self.ridge)
         radius = np.abs(np.linalg.eigvals(_companion(coefs))).max()
         self.shrink_ = min(1.0, 0.995 / radius)  # scales every companion eigenvalue; 1 when stable
