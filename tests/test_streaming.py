@@ -152,3 +152,49 @@ def test_one_recording_larger_than_the_budget_is_ingested_by_time_ranges(tmp_pat
     np.save(tmp_path / "rec.npy", x)
     with pytest.raises(InputError, match="infinite value at sample 0, channel 2, time 65000"):
         ingest([tmp_path / "rec.npy"], tmp_path / "bad.nc", IngestSettings(min_samples=1, memory_mb=TINY))
+
+
+def _wide_csv(path, n=40, length=300, shuffle=False, ragged=False):
+    rng = np.random.default_rng(4)
+    rows = ["sample,time,Fz,Cz,label"]
+    for i in range(n):
+        times = list(range(length - (i % 2 if ragged else 0)))
+        if shuffle and i == 3:
+            times = times[::-1]
+        rows += [f"s{i},{t},{rng.normal():.6f},{rng.normal() * 3:.6f},{'ab'[i % 2]}" for t in times]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_csv_streamed_by_rows_gives_the_same_raw(tmp_path, monkeypatch):
+    import dualdiv.data.readers.csv_table as csv_table
+
+    monkeypatch.setattr(csv_table, "CHUNK_ROWS", 1000)  # the checking pass in 12 chunks
+    path = _wide_csv(tmp_path / "x.csv")  # 12 000 rows, ~0.4 MB of text: streamed under a 0.5 MiB budget
+    lazy = open_lazy(path, budget_bytes=2**19)
+    assert isinstance(lazy.series, LazyArray) and lazy.series.shape == (40, 2, 300)
+    assert lazy.labels[:2] == ["a", "b"] and lazy.channel_names == ["Fz", "Cz"]
+    assert open_lazy(path, budget_bytes=2**30) is None  # small enough to parse whole
+    ingest([path], tmp_path / "whole.nc", IngestSettings())
+    ingest([path], tmp_path / "streamed.nc", IngestSettings(memory_mb=TINY))
+    assert _same_raw(tmp_path / "whole.nc", tmp_path / "streamed.nc")
+    np.testing.assert_array_equal(lazy.series.read(7, 8, 100, 250), lazy.series.read(0, 40)[7:8, :, 100:250])
+
+
+def test_csv_streaming_falls_back_or_names_the_bad_cell(tmp_path):
+    assert open_lazy(_wide_csv(tmp_path / "unsorted.csv", shuffle=True)) is None  # read() sorts in memory
+    assert open_lazy(_wide_csv(tmp_path / "ragged.csv", ragged=True)) is None  # the length policy needs lists
+    bad = _wide_csv(tmp_path / "bad.csv")
+    good = bad.read_text().splitlines()
+    lines = list(good)
+    lines[5001] = lines[5001][:-1] + ("b" if lines[5001].endswith("a") else "a")  # sample s16 (rows 4801–5100)
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"bad\.csv: sample 's16' has several labels"):
+        open_lazy(bad)
+    lines = list(good)
+    lines[9000] = "s29,299,x1,2.0,b"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"bad\.csv:9001: column 'Fz': 'x1' is not a number$"):
+        open_lazy(bad)
+    with pytest.raises(InputError, match=r"bad\.csv:9001: column 'Fz': 'x1' is not a number$"):
+        ingest([bad], tmp_path / "raw.nc", IngestSettings())  # the same line from the in-memory reader

@@ -45,7 +45,7 @@ class IngestSettings:
         fT for magnetometers, fT/cm for gradiometers).
     channel_names: overrides the file's channel names (must match the count).
     memory_mb: MiB the stage's data may take beyond the interpreter and libraries (~0.4 GiB). When
-        ``.npy`` and NetCDF/HDF5 inputs would need more in memory (about 1.5 × their size as
+        ``.npy``, NetCDF/HDF5 and wide CSV inputs would need more in memory (about 1.5 × their size as
         float64), they are streamed: read, checked and written to ``raw.nc`` by blocks of samples of at
         most half this budget, so the peak stays near 0.4 GiB + ``memory_mb`` whatever the file size;
         the content of ``raw.nc`` is the same. Other formats are read whole (their readers parse into

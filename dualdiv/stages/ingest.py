@@ -4,7 +4,7 @@ Each file is read by the reader of its format (:func:`dualdiv.data.readers.read_
 files through MNE with the epoching, picks, filter and resampling settings),
 the results are checked and concatenated by :func:`dualdiv.data.ingest.assemble`, and
 the Dataset is written atomically with the checksums of its inputs and its provenance.
-``.npy`` and NetCDF/HDF5 inputs that would take more than ``ingest.memory_mb`` in memory are
+``.npy``, NetCDF/HDF5 and wide CSV inputs that would take more than ``ingest.memory_mb`` in memory are
 streamed instead (read, checked and written by blocks of samples; the same ``raw.nc`` content).
 """
 
@@ -37,9 +37,11 @@ def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     if not paths:
         raise ConfigError("ingest: no input files given")
     paths = [resolve_path(p) for p in paths]  # package:<package>/<file> → the installed file
-    lazy = [open_lazy(path, settings.format) for path in paths]
+    budget = settings.memory_mb * 2**20
+    lazy = [open_lazy(path, settings.format, budget) for path in paths]
+    # what reading them whole would take: 1.5 × the float64 data, or what the reader says (CSV: 3 × the text)
     if all(raw is not None for raw in lazy) and \
-            IN_MEMORY_FACTOR * sum(raw.series.nbytes for raw in lazy) > settings.memory_mb * 2**20:
+            sum(raw.meta.get("in_memory_bytes", IN_MEMORY_FACTOR * raw.series.nbytes) for raw in lazy) > budget:
         return _ingest_streamed(lazy, paths, out, settings)
     raws = [read_file(path, settings.format, settings.reader_options()) for path in paths]
     dataset = assemble(raws, settings)

@@ -136,6 +136,7 @@ def job_memory_mb(rule: str, inputs: list[str | Path], settings: Mapping[str, An
         size_mb = sum(p.stat().st_size for p in files) / 2**20
         budget = float(settings.get("memory_mb", 512))
         if rule == "ingest":
+            # a CSV streams only in the layout of a recording written row by row: asked for as if parsed whole
             streamable = all(p.suffix.lower() in (".npy", ".nc", ".nc4", ".h5", ".hdf5") for p in files)
             data = min(1.5 * 8 / 4 * size_mb, budget) if streamable else 6 * size_mb  # float32 input: 2 × as float64
         else:

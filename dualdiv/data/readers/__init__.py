@@ -23,7 +23,7 @@ Benchmark data sets, named explicitly (no extension of their own):
 - ``prices`` (:mod:`~dualdiv.data.readers.prices`): a daily price table → log-changes.
 - ``spikes_sim`` (:mod:`~dualdiv.data.readers.spikes`): JSON simulator settings → spike counts.
 
-:func:`open_lazy` opens the formats of :data:`LAZY_READERS` (``.npy``, NetCDF/HDF5) without reading
+:func:`open_lazy` opens the formats of :data:`LAZY_READERS` (``.npy``, NetCDF/HDF5, wide CSV) without reading
 their data: the samples stay on disk as a :class:`~dualdiv.data.readers.common.LazyArray` read by
 blocks (the streaming ingest of files larger than its memory budget).
 
@@ -62,7 +62,8 @@ READERS: dict[str, str] = {
 }
 FORMATS = tuple(READERS)
 # formats whose data can stay on disk and be read by blocks of samples (streaming ingest): "module:function"
-LAZY_READERS: dict[str, str] = {"npy": "arrays:open_lazy", "netcdf": "netcdf:open_lazy"}
+LAZY_READERS: dict[str, str] = {"npy": "arrays:open_lazy", "netcdf": "netcdf:open_lazy",
+                                "csv": "csv_table:open_lazy"}
 MNE_FORMATS = ("edf", "bdf", "fif", "fif_epochs", "brainvision", "eeglab")
 # settings only the MNE readers take (besides ``units``, which every reader's output may be given)
 MNE_OPTIONS = ("epochs", "picks", "resample", "l_freq", "h_freq")
@@ -125,10 +126,12 @@ def read_file(path: str | os.PathLike, fmt: str | None = None, options: Mapping[
     return read(path)
 
 
-def open_lazy(path: str | os.PathLike, fmt: str | None = None) -> RawSeries | None:
+def open_lazy(path: str | os.PathLike, fmt: str | None = None, budget_bytes: int | None = None) -> RawSeries | None:
     """``path`` as a :class:`RawSeries` whose ``series`` is a :class:`~dualdiv.data.readers.common.LazyArray`
     left on disk (formats of :data:`LAZY_READERS`), or None where the format (or this file's layout) is read
-    whole by :func:`read_file` only. Missing and empty files are an InputError, as there."""
+    whole by :func:`read_file` only. Missing and empty files are an InputError, as there. budget_bytes: the
+    ingest's memory budget; a format whose whole read costs more than its size (CSV text) opens lazily only
+    above it (None: always)."""
     path = Path(path)
     fmt = detect_format(path, fmt)
     if fmt not in LAZY_READERS:
@@ -138,4 +141,4 @@ def open_lazy(path: str | os.PathLike, fmt: str | None = None) -> RawSeries | No
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
     module, name = LAZY_READERS[fmt].split(":")
-    return getattr(importlib.import_module(f"dualdiv.data.readers.{module}"), name)(path)
+    return getattr(importlib.import_module(f"dualdiv.data.readers.{module}"), name)(path, budget_bytes)

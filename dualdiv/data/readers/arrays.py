@@ -73,7 +73,7 @@ def read(path: Path) -> RawSeries:
 read_numpy = read  # its name before the readers had a module each
 
 
-def open_lazy(path: Path) -> RawSeries | None:
+def open_lazy(path: Path, budget_bytes: int | None = None) -> RawSeries | None:
     """An ``.npy`` file as a :class:`~dualdiv.data.readers.common.LazyArray` (memory-mapped by blocks of
     samples, each map closed once its block is copied, so its pages leave the resident memory); None for
     ``.npz`` (compressed members are read whole by :func:`read`) and for a file :func:`read` refuses

@@ -4,6 +4,12 @@ One row per time point, a ``sample`` column naming the series the row belongs to
 one numeric column per channel; optional ``time`` (rows of a sample are sorted by
 it) and ``label`` (constant within a sample). Samples keep the order in which they
 first appear. Named ``csv_table`` so that it does not shadow the standard ``csv`` module.
+
+:func:`open_lazy` streams a table too large to parse whole (the streaming ingest): one pass by
+chunks of rows checks it as :func:`read` does and finds each sample's rows; the samples are then read
+back by blocks of rows. It needs what a recording written row by row has: each sample's rows
+contiguous, sorted by ``time`` where there is one, and samples of one length; a table without that
+layout is read whole by :func:`read`.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from dualdiv.core.errors import InputError
-from dualdiv.data.readers.common import RawSeries
+from dualdiv.data.readers.common import LazyArray, RawSeries
+
+NA_TEXT = {"", "nan", "-nan", "na", "n/a", "null", "none", "<na>", "#n/a", "-1.#ind", "1.#qnan"}  # pandas' NaN words
+CHUNK_ROWS = 65_536  # rows a chunk of the streaming pass (65 536 × 65 columns ≈ 34 MiB as float64)
 
 
 def read(path: Path) -> RawSeries:
@@ -57,6 +66,105 @@ def read(path: Path) -> RawSeries:
                                  "a label must be constant within a sample")
             labels.append(distinct[0])
     return RawSeries(path, series, labels or None, channel_names=channels)
+
+
+def _check_numbers(chunk, channels, path: Path, first_line: int) -> np.ndarray:
+    """Channel columns of one chunk as float64 ``(rows, channels)``; the errors of :func:`read` (line numbers
+    from ``first_line``, the chunk's first data line)."""
+    import pandas as pd
+
+    values = np.empty((len(chunk), len(channels)))
+    for c, name in enumerate(channels):
+        numeric = pd.to_numeric(chunk[name], errors="coerce")
+        values[:, c] = numeric.to_numpy(dtype=float)
+    if np.isnan(values).any():  # text the in-memory parse reads as NaN: empty, "nan", "NA", …
+        row, col = np.argwhere(np.isnan(values))[0]
+        text = str(chunk[channels[col]].iloc[row])
+        if text.strip().lower() not in NA_TEXT:
+            raise InputError(f"{path}:{row + first_line}: column {channels[col]!r}: {text[:40]!r} is not a number")
+        raise InputError(f"{path}:{row + first_line}: column {channels[col]!r}: empty or NaN value")
+    return values
+
+
+def open_lazy(path: Path, budget_bytes: int | None = None) -> RawSeries | None:
+    """A wide CSV left on disk as a :class:`~dualdiv.data.readers.common.LazyArray` read by blocks of rows,
+    or None to read it whole with :func:`read`: when its text is at most ``budget_bytes`` / 2 (it parses in
+    memory at a few times its size; None: always stream), or when its layout cannot be streamed (a
+    sample's rows not contiguous or not sorted by ``time``, samples of different lengths)."""
+    import pandas as pd
+
+    if budget_bytes is not None and 2 * path.stat().st_size <= budget_bytes:
+        return None
+    try:
+        header = pd.read_csv(path, nrows=0, encoding="utf-8", skipinitialspace=True)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None  # read() names the problem
+    columns = [str(c) for c in header.columns]
+    channels = [c for c in columns if c not in ("sample", "time", "label")]
+    if "sample" not in columns or not channels:
+        return None
+    keys, lengths, labels, seen = [], [], [], set()
+    last_time, rows = None, 0
+    try:
+        chunks = pd.read_csv(path, encoding="utf-8", skipinitialspace=True, chunksize=CHUNK_ROWS,
+                             dtype={"sample": str, "label": str}, keep_default_na=False)
+        for chunk in chunks:
+            _check_numbers(chunk, channels, path, rows + 2)
+            times = pd.to_numeric(chunk["time"], errors="coerce").to_numpy(float) if "time" in columns else None
+            sample = chunk["sample"].to_numpy()
+            starts = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
+            for a, b in zip(starts, np.r_[starts[1:], len(sample)], strict=True):
+                key = sample[a]
+                if keys and key == keys[-1]:
+                    lengths[-1] += b - a  # the sample goes on from the previous chunk
+                elif key in seen:
+                    return None  # its rows are not contiguous: read() groups them in memory
+                else:
+                    keys.append(key), lengths.append(b - a), seen.add(key)
+                    last_time = None
+                    if "label" in columns:
+                        labels.append(chunk["label"].iloc[a])
+                if times is not None:
+                    part = times[a:b] if last_time is None else np.r_[last_time, times[a:b]]
+                    if not (np.diff(part) >= 0).all() or np.isnan(part).any():
+                        return None  # not sorted by time (or unreadable times): read() sorts
+                    last_time = part[-1]
+                if "label" in columns and (chunk["label"].iloc[a:b] != labels[-1]).any():
+                    distinct = list(dict.fromkeys([labels[-1], *chunk["label"].iloc[a:b]]))
+                    raise InputError(f"{path}: sample {key!r} has several labels "
+                                     f"({', '.join(map(repr, distinct[:4]))}); a label must be constant within "
+                                     "a sample")
+            rows += len(chunk)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text: is this the right file?") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable CSV table: {str(exc).splitlines()[0]}") from None
+    if not keys or len(set(lengths)) > 1:
+        return None  # ragged: read() hands the length policy lists
+    n_time = lengths[0]
+
+    def read_block(start: int, stop: int, t0: int, t1: int) -> np.ndarray:
+        first, count = start * n_time + t0, (stop - 1 - start) * n_time + t1 - t0
+        # header and the rows before: skipped by the C parser, only the needed rows parsed
+        block = pd.read_csv(path, skiprows=1 + first, nrows=count, header=None, names=columns,
+                            encoding="utf-8", skipinitialspace=True, dtype={"sample": str},
+                            keep_default_na=False, usecols=["sample", *channels])
+        expected = np.repeat(np.asarray(keys[start:stop], dtype=object), n_time)[t0:t0 + count]
+        if len(block) != count or (block["sample"].to_numpy() != expected).any():
+            raise InputError(f"{path}: rows moved since the file was checked, or lines that are not one row each "
+                             "(blank lines, quoted line breaks); such a table cannot be streamed: raise "
+                             "ingest.memory_mb to read it whole")
+        values = block[channels].to_numpy(dtype=np.float64)  # (rows, C)
+        if stop - start == 1:
+            return values.T[None]  # (1, C, t1 − t0)
+        padded = np.concatenate([np.empty((t0, len(channels))), values])  # whole samples but the last's tail
+        whole = np.concatenate([padded, np.empty((n_time - t1, len(channels)))])
+        return whole.reshape(stop - start, n_time, len(channels)).transpose(0, 2, 1)[:, :, t0:t1]
+
+    shape = (len(keys), len(channels), n_time)
+    # parsed whole, a table takes a few times its text (pandas' object columns, then float64 copies)
+    return RawSeries(path, LazyArray(path, shape, read_block), labels or None, channel_names=channels,
+                     meta={"in_memory_bytes": 3 * path.stat().st_size})
 
 
 read_csv = read  # its name before the readers had a module each

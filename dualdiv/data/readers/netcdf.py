@@ -56,7 +56,7 @@ def read(path: Path) -> RawSeries:
 read_netcdf = read  # its name before the readers had a module each
 
 
-def open_lazy(path: Path) -> RawSeries | None:
+def open_lazy(path: Path, budget_bytes: int | None = None) -> RawSeries | None:
     """The file as :func:`read` returns it, with its data variable left on disk as a
     :class:`~dualdiv.data.readers.common.LazyArray` read by slices of samples (labels, names and
     attributes are read now). None when the file is not one xarray reads (a plain HDF5 file is then
