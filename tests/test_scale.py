@@ -121,3 +121,8 @@ def test_job_memory_grows_with_tiles_and_is_bounded_by_the_budget(tmp_path):
     with open(raw, "r+b") as handle:  # a 3 GB .npy is streamed: the budget bounds it
         handle.truncate(3 * 2**30)
     assert job_memory_mb("ingest", [raw], {"memory_mb": 512}) <= 600 + 1.25 * 512 + 100
+    # a VAR baseline's dense loading grows as P²: its job asks for it (2.45 GiB measured at 561 × 6 × 896)
+    scp = tiles(561, (6, 896))
+    var_mb = job_memory_mb("baseline", [scp], None, "var", {})
+    assert var_mb > job_memory_mb("baseline", [scp], None, "spectral", {}) + 2000 and var_mb > 2450
+    assert job_memory_mb("baseline", [scp], None, "var", {"order": 2}) < var_mb  # a smaller state matrix

@@ -435,10 +435,11 @@ VAR_MAX_FLOPS = 2e13  # var_loading beyond this takes hours on one core (~1e10 f
 
 def var_memory_bytes(n_channels: int, n_time: int, max_order: int) -> int:
     """Peak bytes of :meth:`VARGaussian.fit` and sampling beyond the images: the dense loading of the
-    P = C·T pixels ((P, C + P) float64, built as a (T, C, P) path and concatenated: ~3 copies, one more
-    as the sampler's tensor) and the order search's and Lyapunov solve's (C·p)² matrices (~8 of them)."""
+    P = C·T pixels ((P, C + P) float64: the (T, C, P) path, its transposed copy, the concatenated loading, the
+    sampler's tensors and products; 8 copies measured — 2.45 GiB peak RSS at 6 × 896, benchmarks/SCALING.md)
+    and the order search's and Lyapunov solve's (C·p)² matrices (~8 of them)."""
     n_pixels, state = n_channels * n_time, n_channels * max_order
-    return 8 * (4 * n_pixels * (n_channels + n_pixels) + 8 * (state + n_channels) ** 2)
+    return 8 * (8 * n_pixels * (n_channels + n_pixels) + 8 * (state + n_channels) ** 2)
 
 
 def _check_var_fits(n_channels: int, n_time: int, max_order: int) -> None:

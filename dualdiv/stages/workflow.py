@@ -108,6 +108,11 @@ _FALLBACK_MB = 4000  # when the input is not there yet (a dry run), as before
 
 def tiles_size(path: str | Path) -> tuple[int, int] | None:
     """(N images, P pixels) of a ``tiles.h5`` from its metadata (nothing read), or None if it cannot be read."""
+    shape = _tiles_shape(path)
+    return None if shape is None else (shape[0], shape[1] * shape[2])
+
+
+def _tiles_shape(path: str | Path) -> tuple[int, int, int] | None:
     import h5py
 
     try:
@@ -115,10 +120,11 @@ def tiles_size(path: str | Path) -> tuple[int, int] | None:
             n, height, width = handle["images"].shape
     except (OSError, KeyError, ValueError):
         return None
-    return int(n), int(height * width)
+    return int(n), int(height), int(width)
 
 
-def job_memory_mb(rule: str, inputs: list[str | Path], settings: Mapping[str, Any] | None = None) -> int:
+def job_memory_mb(rule: str, inputs: list[str | Path], settings: Mapping[str, Any] | None = None,
+                  generator: str | None = None, generator_settings: Mapping[str, Any] | None = None) -> int:
     """SLURM ``mem_mb`` of one job of ``rule`` from the size of its inputs (a formula in N and P, not a constant).
 
     inputs: the job's input files (its ``tiles.h5`` first for the rules that read tiles; the raw files for
@@ -126,7 +132,9 @@ def job_memory_mb(rule: str, inputs: list[str | Path], settings: Mapping[str, An
     ingest and tile: the interpreter + their data budget (``memory_mb``) or, below it, the in-memory
     peak (1.5 × the float64 data of an ingest — ``.ts``/``.csv`` are parsed at several times their file
     size —, 2.5 × ``raw.nc`` for a tile). The rules on tiles: the interpreter + B × N × P bytes (B per
-    rule, measured in benchmarks/SCALING.md) with 25 % margin. Rounded up to 100 MiB.
+    rule, measured in benchmarks/SCALING.md) with 25 % margin; a ``var`` baseline (``generator``, its
+    ``generator_settings``) adds its dense loading (:func:`dualdiv.generators.bases.var_memory_bytes`:
+    O(P²)). Rounded up to 100 MiB.
     """
     settings = dict(settings or {})
     files = [Path(p) for p in inputs]
@@ -143,10 +151,16 @@ def job_memory_mb(rule: str, inputs: list[str | Path], settings: Mapping[str, An
             data = min(2.5 * size_mb, budget)
         need = _BASE_MB[rule] + 1.25 * data
     else:
-        size = tiles_size(files[0]) if files else None
-        if size is None:
+        shape = _tiles_shape(files[0]) if files else None
+        if shape is None:
             return _FALLBACK_MB
-        n, n_pixels = size
+        n, height, width = shape
+        n_pixels = height * width
         data = _BYTES_PER_PIXEL.get(rule, 16) * n * n_pixels + _BYTES_PER_IMAGE_PIXEL.get(rule, 0) * n_pixels
+        if generator == "var":
+            from dualdiv.generators.bases import var_memory_bytes
+
+            options = dict(generator_settings or {})
+            data += var_memory_bytes(height, width, options.get("order") or options.get("max_order") or width // 4)
         need = _BASE_MB.get(rule, 1200) + 1.25 * data / 2**20
     return int(-(-need // 100) * 100)

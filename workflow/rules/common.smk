@@ -22,7 +22,11 @@ def memory(rule):
     def mem_mb(wildcards, input):
         files = [input.tiles] if hasattr(input, "tiles") else list(input)
         stage = rule if rule in ("ingest", "tile") else None
-        return job_memory_mb(rule, files, dataset_settings(config, wildcards.dataset, stage) if stage else None)
+        generator, generator_settings = (resolve_method(wildcards.method, dataset_settings(config, wildcards.dataset,
+                                                                                           "sample"))
+                                         if rule == "baseline" else (None, None))
+        return job_memory_mb(rule, files, dataset_settings(config, wildcards.dataset, stage) if stage else None,
+                             generator, generator_settings)
 
     return mem_mb
 
