@@ -182,3 +182,29 @@ def test_evaluate_rejects_mismatched_shapes_and_bad_images():
     generated[2, 1, 3] = np.inf
     with pytest.raises(InputError, match="^generated: images contain NaN or infinite values$"):
         evaluate(generated, correlated_images(10, 1), correlated_images(10, 2))
+
+
+def test_independent_critics_are_opt_in_and_leave_the_other_metrics_unchanged():
+    pytest.importorskip("sktime")
+    from dataclasses import replace
+
+    from dualdiv.core.errors import ConfigError
+
+    train, test = correlated_images(80, 21, shape=(3, 16)), correlated_images(80, 22, shape=(3, 16))
+    rng = np.random.default_rng(5)  # each channel shuffled across images: its marginals kept, channels independent
+    scrambled = np.stack([test[rng.permutation(80), c] for c in range(3)], axis=1)
+    plain = evaluate(scrambled, test, train, seed=0, settings=FAST)
+    settings = replace(FAST, critics=("minirocket", "gru", "marginals"), critic_kernels=84)
+    with_critics = evaluate(scrambled, test, train, seed=0, settings=settings)
+    new = {"c2st_auc_minirocket", "c2st_auc_minirocket_std", "gru_discriminative_score", "gru_accuracy", "gru_auc",
+           "gru_auc_std", "marginal_w1", "marginal_ks"}
+    assert new.isdisjoint(plain) and new <= set(with_critics)
+    assert {k: v for k, v in with_critics.items() if k not in new | {"settings"}} == \
+        {k: v for k, v in plain.items() if k != "settings"}
+    assert with_critics["marginal_ks"] < 0.3  # the one-pixel distributions are those of real images
+    copy = evaluate(correlated_images(80, 23, shape=(3, 16)), test, train, seed=0, settings=settings)
+    assert copy["c2st_auc_minirocket"] < 0.75 and 0.0 <= copy["gru_discriminative_score"] <= 0.5
+    # lost dependence between channels: both critics see it (measured 0.95 and 0.99 vs 0.53 and 0.63)
+    assert with_critics["c2st_auc_minirocket"] > 0.85 and with_critics["gru_auc"] > 0.85
+    with pytest.raises(ConfigError, match="^evaluate.critics: unknown 'rocket'"):
+        EvalSettings(critics=("rocket",))

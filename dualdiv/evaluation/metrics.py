@@ -320,6 +320,11 @@ class EvalSettings:
     utility_k: augmentation sizes: real training split + k × its class counts of generated images.
     utility_kernels: MiniRocket kernels (its default, 10 000, in benchmarks/utility.py; fewer here: cost per
         evaluate job). utility_bootstrap: bootstrap resamples of the test images for the 95 % intervals.
+    critics: realism critics on the raw series, independent of the generator's own features
+        (:mod:`dualdiv.evaluation.discriminators`; none by default, they cost seconds to tens of seconds a job):
+        "minirocket" (C2ST with MiniRocket features: ``c2st_auc_minirocket``; needs aeon or sktime), "gru"
+        (TimeGAN's post-hoc discriminative score: ``gru_discriminative_score``, ``gru_auc``), "marginals"
+        (per-pixel ``marginal_w1``, ``marginal_ks``). critic_kernels: MiniRocket kernels of the C2ST.
     """
 
     n_components: int = 8
@@ -342,9 +347,18 @@ class EvalSettings:
     utility_k: tuple[int, ...] = (1, 2, 5)
     utility_kernels: int = 2016
     utility_bootstrap: int = 1000
+    critics: tuple[str, ...] = ()
+    critic_kernels: int = 10_000
 
     def __post_init__(self):
         object.__setattr__(self, "utility_k", tuple(self.utility_k))  # YAML/JSON give a list
+        object.__setattr__(self, "critics", tuple(self.critics))
+        unknown = [c for c in self.critics if c not in INDEPENDENT_CRITICS]
+        if unknown:
+            raise ConfigError(f"evaluate.critics: unknown {', '.join(map(repr, unknown))}; expected some of "
+                              f"{', '.join(INDEPENDENT_CRITICS)}")
+        if self.critic_kernels < 84:
+            raise ConfigError(f"evaluate.critic_kernels: MiniRocket needs ≥ 84 kernels, got {self.critic_kernels}")
         check_utility_settings(self.utility, self.utility_classifier, self.utility_seeds, self.utility_k,
                                self.utility_kernels, self.utility_bootstrap)
         if min(self.n_components, self.k, self.repeats, self.dv_components, self.dv_iterations,
@@ -358,13 +372,17 @@ class EvalSettings:
             raise ConfigError(f"evaluate.tc_reference: must be 'test' or 'train', got {self.tc_reference!r}")
 
 
+INDEPENDENT_CRITICS = ("minirocket", "gru", "marginals")
+# their ranked outputs (lower is better: AUC and score toward chance, distances toward 0)
+CRITIC_METRICS = ("c2st_auc_minirocket", "gru_discriminative_score", "gru_auc", "marginal_w1", "marginal_ks")
+
 # Direction of every ranked metric: "lower" is better (the generated set is closer to real).
 DISTRIBUTION_METRICS = ("kl_dv_gen_real", "kl_dv_real_gen", "kl_knn_gen_real", "kl_knn_real_gen", "entropy_gap",
                         "cluster_divergence_gap")  # each on pixels and, with suffix _features, in the feature space
 QUALITY_METRICS = (
     *DISTRIBUTION_METRICS, *(f"{m}_features" for m in DISTRIBUTION_METRICS),
     *(f"c2st_auc_{s}" for s in FEATURE_SETS), "spectrum_error", "autocorrelation_error", "correlation_error",
-    "mmd2_features", "mmd2_pixels", "tc_gap",
+    "mmd2_features", "mmd2_pixels", "tc_gap", *CRITIC_METRICS,
 )
 MEMORISATION_METRICS = ("dcr_ratio", "dcr_ratio_features", "near_copy_fraction", "near_copy_fraction_features")
 
@@ -474,6 +492,9 @@ def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_esti
                           c2st_seed, settings.repeats, settings.c2st_folds)
         out[f"c2st_auc_{name}"], out[f"c2st_auc_{name}_std"] = result["auc"], result["std"]
 
+    # independent critics on the raw series (opt-in; seeded from the C2ST's seed: the other metrics are unchanged)
+    out |= _independent_critics(gen, test[held], c2st_seed, settings)
+
     # summary-statistic errors
     out["spectrum_error"] = spectrum_error(gen, test, settings.welch_nperseg)
     out["autocorrelation_error"] = autocorrelation_error(gen, test)
@@ -500,6 +521,25 @@ def _evaluate(generated, test, train, seed: int, settings: EvalSettings, tc_esti
     out = {key: _json_number(value) for key, value in out.items()}
     out["settings"] = {key: list(value) if isinstance(value, tuple) else value  # as JSON reads it back
                        for key, value in asdict(settings).items()}
+    return out
+
+
+def _independent_critics(gen: np.ndarray, test: np.ndarray, seed: int, settings: EvalSettings) -> dict:
+    """The ``settings.critics`` metrics of generated (n, H, W) vs held-out real (m, H, W) images."""
+    from dualdiv.evaluation import discriminators
+
+    out: dict = {}
+    if "minirocket" in settings.critics:
+        result = discriminators.minirocket_c2st(test, gen, seed, settings.repeats, settings.c2st_folds,
+                                                settings.critic_kernels)
+        out["c2st_auc_minirocket"], out["c2st_auc_minirocket_std"] = result["auc"], result["auc_std"]
+    if "gru" in settings.critics:
+        result = discriminators.gru_discriminative_score(test, gen, seed)
+        out |= {"gru_discriminative_score": result["discriminative_score"], "gru_accuracy": result["accuracy"],
+                "gru_auc": result["auc"], "gru_auc_std": result["auc_std"]}
+    if "marginals" in settings.critics:
+        result = discriminators.marginal_errors(test, gen)
+        out |= {"marginal_w1": result["w1"], "marginal_ks": result["ks"]}
     return out
 
 
