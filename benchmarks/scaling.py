@@ -227,8 +227,18 @@ def p_scaling(shapes: list[str], folder: Path, n_images: int, iterations: int) -
     return rows
 
 
+def write_csv(path: Path, array: np.ndarray, chunk: int = 2**15) -> None:
+    """One recording (1, C, T) as a wide CSV (``sample,ch0,…``: one row a time point), written by chunks."""
+    channels, n_time = array.shape[1:]
+    with open(path, "w") as handle:
+        handle.write(",".join(["sample", *(f"ch{c}" for c in range(channels))]) + "\n")
+        for start in range(0, n_time, chunk):
+            block = np.asarray(array[0, :, start:start + chunk]).T  # (rows, C)
+            handle.write("".join("r0," + ",".join(f"{v:.6g}" for v in row) + "\n" for row in block))
+
+
 def recording(folder: Path, hours: float = 2.0, channels: int = 64, rate: int = 256,
-              memory_mb: int | None = None) -> dict:
+              memory_mb: int | None = None, csv: bool = False) -> dict:
     base = folder / "recording"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
@@ -240,13 +250,18 @@ def recording(folder: Path, hours: float = 2.0, channels: int = 64, rate: int = 
         array[0, :, start:stop] = rng.normal(size=(channels, stop - start))
     array.flush()
     del array
-    size_mb = (base / "rec.npy").stat().st_size / 1e6
+    source = base / "rec.npy"
+    if csv:  # the same values as a wide CSV table (text: ~11 bytes a value)
+        write_csv(base / "rec.csv", np.load(source, mmap_mode="r"))
+        source.unlink()
+        source = base / "rec.csv"
+    size_mb = source.stat().st_size / 1e6
     budget = {} if memory_mb is None else {"memory_mb": memory_mb}
-    result = {"file_mb": size_mb, "memory_mb": memory_mb,
-              "ingest": run("ingest", source=str(base / "rec.npy"), out=str(base / "raw.nc"), settings=budget),
+    result = {"file_mb": size_mb, "memory_mb": memory_mb, "format": source.suffix,
+              "ingest": run("ingest", source=str(source), out=str(base / "raw.nc"), settings=budget),
               "tile": run("tile", source=str(base / "raw.nc"), out=str(base / "tiles.h5"),
                           settings={"window": 256, **budget})}
-    print(f"recording {channels} ch × {n_time} points ({size_mb:.0f} MB float32): ingest "
+    print(f"recording {channels} ch × {n_time} points ({size_mb:.0f} MB {source.suffix}): ingest "
           f"{result['ingest']['wall_s']:.1f} s, peak {result['ingest']['peak_mib']:.0f} MiB; tile "
           f"{result['tile']['wall_s']:.1f} s, peak {result['tile']['peak_mib']:.0f} MiB")
     shutil.rmtree(base)
@@ -264,6 +279,8 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-mb", type=int, help="recording: ingest/tile memory_mb (default: the settings')")
     parser.add_argument("--no-path", action="store_true",
                         help="n: skip the path steps and dual; localize on a stand-in F")
+    parser.add_argument("--hours", type=float, default=2.0, help="recording: its length")
+    parser.add_argument("--csv", action="store_true", help="recording: as a wide CSV table instead of .npy")
     parser.add_argument("--jobs", type=int, default=1, help="n: path steps run at once (one core each)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -273,7 +290,7 @@ def main(argv=None) -> None:
     elif args.what == "p":
         result = p_scaling(args.shapes, args.folder, args.n_images, args.iterations)
     else:
-        result = recording(args.folder, memory_mb=args.memory_mb)
+        result = recording(args.folder, hours=args.hours, memory_mb=args.memory_mb, csv=args.csv)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

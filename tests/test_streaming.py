@@ -178,7 +178,10 @@ def test_csv_streamed_by_rows_gives_the_same_raw(tmp_path, monkeypatch):
     ingest([path], tmp_path / "whole.nc", IngestSettings())
     ingest([path], tmp_path / "streamed.nc", IngestSettings(memory_mb=TINY))
     assert _same_raw(tmp_path / "whole.nc", tmp_path / "streamed.nc")
-    np.testing.assert_array_equal(lazy.series.read(7, 8, 100, 250), lazy.series.read(0, 40)[7:8, :, 100:250])
+    whole = lazy.series.read(0, 40)
+    np.testing.assert_array_equal(lazy.series.read(7, 8, 100, 250), whole[7:8, :, 100:250])
+    padded = lazy.series.with_layout(length=310).read(3, 30)  # the last row of each sample, repeated
+    np.testing.assert_array_equal(padded[:, :, 300:], np.repeat(whole[3:30, :, -1:], 10, axis=2))
 
 
 def test_csv_streaming_falls_back_or_names_the_bad_cell(tmp_path):

@@ -39,7 +39,7 @@ def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     paths = [resolve_path(p) for p in paths]  # package:<package>/<file> → the installed file
     budget = settings.memory_mb * 2**20
     lazy = [open_lazy(path, settings.format, budget) for path in paths]
-    # what reading them whole would take: 1.5 × the float64 data, or what the reader says (CSV: 3 × the text)
+    # what reading them whole would take: 1.5 × the float64 data, or what the reader says (CSV: 2 × the text)
     if all(raw is not None for raw in lazy) and \
             sum(raw.meta.get("in_memory_bytes", IN_MEMORY_FACTOR * raw.series.nbytes) for raw in lazy) > budget:
         return _ingest_streamed(lazy, paths, out, settings)
