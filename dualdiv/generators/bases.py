@@ -433,6 +433,12 @@ def var_autocovariance(coefs: np.ndarray, noise: np.ndarray, max_lag: int, terms
 VAR_MAX_FLOPS = 2e13  # var_loading beyond this takes hours on one core (~1e10 flop/s in its loop of small matmuls)
 
 
+def var_max_order(n_time: int, order: int | None = None, max_order: int | None = None) -> int:
+    """The largest VAR order a fit on series of ``n_time`` points considers: ``order`` when fixed, else
+    ``max_order`` (None: T // 4), at most T − 2."""
+    return order or min(max_order or max(1, n_time // 4), n_time - 2)
+
+
 def var_memory_bytes(n_channels: int, n_time: int, max_order: int) -> int:
     """Peak bytes of :meth:`VARGaussian.fit` and sampling beyond the images: the dense loading of the
     P = C·T pixels ((P, C + P) float64: the (T, C, P) path, its transposed copy, the concatenated loading, the
@@ -477,7 +483,7 @@ class VARGaussian(DenseGaussianBase):
         n, n_channels, n_time = images.shape
         if self.order is not None and self.order > n_time - 2:
             raise ConfigError(f"var.order: {self.order} needs series of ≥ order + 2 time points, got {n_time}")
-        max_order = self.order or min(self.max_order or max(1, n_time // 4), n_time - 2)
+        max_order = var_max_order(n_time, self.order, self.max_order)
         _check_var_fits(n_channels, n_time, max_order)
         means, residuals = channel_means(images)
         self.shape_ = (n_channels, n_time)

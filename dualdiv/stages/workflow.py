@@ -106,13 +106,8 @@ _BYTES_PER_IMAGE_PIXEL = {"path_step": 12_000, "total_correlation": 12_000}
 _FALLBACK_MB = 4000  # when the input is not there yet (a dry run), as before
 
 
-def tiles_size(path: str | Path) -> tuple[int, int] | None:
-    """(N images, P pixels) of a ``tiles.h5`` from its metadata (nothing read), or None if it cannot be read."""
-    shape = _tiles_shape(path)
-    return None if shape is None else (shape[0], shape[1] * shape[2])
-
-
-def _tiles_shape(path: str | Path) -> tuple[int, int, int] | None:
+def tiles_shape(path: str | Path) -> tuple[int, int, int] | None:
+    """(N images, H, W) of a ``tiles.h5`` from its metadata (nothing read), or None if it cannot be read."""
     import h5py
 
     try:
@@ -151,16 +146,17 @@ def job_memory_mb(rule: str, inputs: list[str | Path], settings: Mapping[str, An
             data = min(2.5 * size_mb, budget)
         need = _BASE_MB[rule] + 1.25 * data
     else:
-        shape = _tiles_shape(files[0]) if files else None
+        shape = tiles_shape(files[0]) if files else None
         if shape is None:
             return _FALLBACK_MB
         n, height, width = shape
         n_pixels = height * width
         data = _BYTES_PER_PIXEL.get(rule, 16) * n * n_pixels + _BYTES_PER_IMAGE_PIXEL.get(rule, 0) * n_pixels
         if generator == "var":
-            from dualdiv.generators.bases import var_memory_bytes
+            from dualdiv.generators.bases import var_max_order, var_memory_bytes
 
             options = dict(generator_settings or {})
-            data += var_memory_bytes(height, width, options.get("order") or options.get("max_order") or width // 4)
+            max_order = var_max_order(width, options.get("order"), options.get("max_order"))
+            data += var_memory_bytes(height, width, max_order)
         need = _BASE_MB.get(rule, 1200) + 1.25 * data / 2**20
     return int(-(-need // 100) * 100)

@@ -42,17 +42,7 @@ def read(path: Path) -> RawSeries:
     channels = [c for c in columns if c not in ("sample", "time", "label")]
     if not channels:
         raise InputError(f"{path}: no channel columns besides sample/time/label")
-    for name in channels:
-        numeric = pd.to_numeric(table[name], errors="coerce")
-        bad = numeric.isna() & table[name].notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"{path}:{row + 2}: column {name!r}: {str(table[name].iloc[row])[:40]!r} "
-                             "is not a number")
-        table[name] = numeric.astype(float)
-    if table[channels].isna().to_numpy().any():
-        row, col = np.argwhere(table[channels].isna().to_numpy())[0]
-        raise InputError(f"{path}:{row + 2}: column {channels[col]!r}: empty or NaN value")
+    table[channels] = _check_numbers(table, channels, path, 2)
     series, labels = [], []
     for key, rows in table.groupby("sample", sort=False):  # samples in order of first appearance
         if "time" in columns:
