@@ -38,7 +38,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
 from dualdiv.estimators.critics import Critic
-from dualdiv.estimators.dualspace import estimate_tc
+from dualdiv.estimators.dualspace import DualSpace, estimate_tc
 from dualdiv.estimators.path import StepSettings, make_plan, score_step, standardise_pixels
 
 # The budget every table of ESTIMATE_GAUSSIAN.md was measured with (the defaults of StepSettings
@@ -62,7 +62,36 @@ def ar1(d: int, tc: float) -> np.ndarray:
     return phi ** lags
 
 
-FAMILIES = {"equicorrelated": equicorrelated, "ar1": ar1}
+def separable(shape: tuple[int, int], tc: float, channel_share: float = 0.5) -> np.ndarray:
+    """(H·W, H·W) correlation C ⊗ A of (H, W) images (flat index h·W + t): C equicorrelated across the
+    H channels, A AR(1) along the W time points, so log det = W log det C + H log det A and
+    ``channel_share`` of the tc nats comes from the channels (global), the rest from time (local)."""
+    height, width = shape
+    channels = equicorrelated(height, channel_share * tc / width) if height > 1 else np.ones((1, 1))
+    time = ar1(width, (1 - channel_share if height > 1 else 1) * tc / height)
+    return np.kron(channels, time)
+
+
+FAMILIES = {"equicorrelated": equicorrelated, "ar1": ar1, "separable": separable}
+# per-channel scales 10^-1 … 10^1: TC does not change, the estimator must not care (it z-scores pixels)
+UNEVEN_SCALES = (-1.0, 1.0)
+
+
+def correlation(family: str, shape: tuple[int, int], tc: float) -> np.ndarray:
+    """The family's (P, P) correlation of images of ``shape`` (flat, row-major) with total correlation tc."""
+    if family == "separable":
+        return separable(shape, tc)
+    return FAMILIES[family](shape[0] * shape[1], tc)
+
+
+def sample(family: str, shape: tuple[int, int], tc: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x (n, H, W) float64 with uneven channel scales for the separable family, its correlation (P, P))."""
+    corr = correlation(family, shape, tc)
+    x = np.random.default_rng(seed).multivariate_normal(np.zeros(len(corr)), corr, n)
+    x = x.reshape(n, *shape)
+    if family == "separable":
+        x = x * np.logspace(*UNEVEN_SCALES, shape[0])[None, :, None]
+    return x, corr
 
 
 def kl_entropy(x: np.ndarray, k: int = 3) -> float:
@@ -79,7 +108,7 @@ def knn_tc(x: np.ndarray, k: int = 3) -> float:
 
 
 class GaussianLogRatio(Critic):
-    """Exact sub-step critic for x ~ N(0, corr) on (B, 4, 1, d) planes: log p(x_b | x_rest) − log p(x_b).
+    """Exact sub-step critic for x ~ N(0, corr) on (B, 4, H, W) planes (corr over the flat H·W pixels): log p(x_b | x_rest) − log p(x_b).
 
     "rest" = pixels neither masked as permuted (m_prev) nor tested (m_blk); one tested pixel b per row.
     """
@@ -89,7 +118,7 @@ class GaussianLogRatio(Critic):
         self.corr = corr
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
-        context, block, prev, tested = (planes[:, i, 0].double() for i in range(4))
+        context, block, prev, tested = (planes[:, i].flatten(1).double() for i in range(4))
         pixel = tested.argmax(dim=1)
         out = torch.zeros(len(planes), dtype=torch.float64)
         for b in pixel.unique().tolist():
@@ -103,31 +132,37 @@ class GaussianLogRatio(Critic):
         return out.float()
 
 
-METHOD = re.compile(r"^(?:path-(?P<critic>mlp|conv)-K(?P<k>\d+)-(?P<order>time|random|channel|patch)"
-                    r"|single-(?P<single>mlp|conv)|knn|exact)$")
+METHOD = re.compile(r"^(?:path-(?P<critic>mlp|conv|hybrid)-K(?P<k>\d+)-(?P<order>time|random|channel|patch)"
+                    r"(?:-F(?P<folds>\d+))?|single-(?P<single>mlp|conv)|knn|exact(?:-F(?P<exact_folds>\d+))?|default)$")
 
 
 def estimate(method: str, x: np.ndarray, corr: np.ndarray, seed: int, settings: StepSettings
              ) -> list[tuple[str, float, float]]:
-    """[(label, estimate, stderr)] in nats for one method name (see the module docstring)."""
+    """[(label, estimate, stderr)] in nats for one method name (see the module docstring); x (n, H, W)."""
     match = METHOD.match(method)
     if match is None:
         raise SystemExit(f"unknown method {method!r}")
     if method == "knn":
-        return [(method, knn_tc(x), math.nan)]
-    if method == "exact":
-        images = standardise_pixels(x[:, None, :])
-        score = score_step(GaussianLogRatio(corr), images, make_plan(images.shape[1:], 1), 1, settings, seed)
+        return [(method, knn_tc(x.reshape(len(x), -1)), math.nan)]
+    if method == "default":  # exactly `dualdiv estimate x.npy --seed S`: DualSpace's defaults
+        space = DualSpace(n_reference=0, standardise=True, seed=seed).fit(x.astype(np.float32))
+        return [(method, space.tc_, space.tc_stderr_)]
+    if method.startswith("exact"):
+        images = standardise_pixels(x)
+        folds = int(match["exact_folds"] or 1)
+        score = score_step(GaussianLogRatio(corr), images, make_plan(images.shape[1:], 1), 1,
+                           replace(settings, folds=folds), seed)
         return [(method, score["D"], score["stderr"])]
     critic = match["critic"] or match["single"]
     settings = replace(settings, critic=replace(settings.critic, kind=critic))
-    data = x[:, None, :] if critic == "conv" else x
+    if match["folds"]:
+        settings = replace(settings, folds=int(match["folds"]))
     if match["single"]:
-        result = estimate_tc(data, n_blocks=1, seed=seed, settings=settings, substeps="block")
+        result = estimate_tc(x, n_blocks=1, seed=seed, settings=settings, substeps="block")
         cap = math.log(result["steps"][0]["n_reference"])
         return [(method, min(result["tc"], cap), result["stderr"]),
                 (f"{method} unguarded", result["tc"], result["stderr"])]
-    result = estimate_tc(data, n_blocks=int(match["k"]), order=match["order"], seed=seed, settings=settings)
+    result = estimate_tc(x, n_blocks=int(match["k"]), order=match["order"], seed=seed, settings=settings)
     return [(method, result["tc"], result["stderr"])]
 
 
@@ -169,7 +204,8 @@ def _summary(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--d", nargs="+", type=int, default=[16, 64, 256])
+    parser.add_argument("--d", nargs="+", type=int, default=[16, 64, 256], help="vector lengths (1 × d images)")
+    parser.add_argument("--shapes", nargs="+", metavar="HxW", help="image shapes instead of --d, e.g. 8x8 16x16 4x64")
     parser.add_argument("--tc", nargs="+", type=float, default=[2, 10, 20, 30])
     parser.add_argument("--n", nargs="+", type=int, default=[100, 300, 1000])
     parser.add_argument("--methods", nargs="+", default=["exact", "path-mlp-K1-time", "path-mlp-K4-time",
@@ -193,13 +229,15 @@ def main(argv=None) -> None:
         settings = replace(settings, max_iterations=args.max_iterations)
     command = "python " + " ".join(["benchmarks/estimate_gaussian.py", *(argv if argv is not None else sys.argv[1:])])
     rows, started = [], time.perf_counter()
+    shapes = ([tuple(int(v) for v in shape.lower().split("x")) for shape in args.shapes] if args.shapes
+              else [(1, d) for d in args.d])
     for family in args.families:
-        for d in args.d:
+        for shape in shapes:
+            d = shape[1] if shape[0] == 1 else f"{shape[0]}×{shape[1]}"
             for tc in args.tc:
-                corr = FAMILIES[family](d, tc)
                 for n in args.n:
                     for seed in args.seeds:
-                        x = np.random.default_rng(seed).multivariate_normal(np.zeros(d), corr, n)
+                        x, corr = sample(family, shape, tc, n, seed)
                         for method in args.methods:
                             t0 = time.perf_counter()
                             for label, value, stderr in estimate(method, x, corr, seed, settings):

@@ -97,6 +97,47 @@ def pixel_crops(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, sha
     return planes.reshape(len(index), N_PLANES, *window), inside.to(x.dtype).reshape(len(index), 1, *window)
 
 
+def channel_strips(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape, half_width: int,
+                   rows: torch.Tensor | None = None, center: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the hybrid critic's global branch sees of single-pixel sub-steps.
+
+    x, rank, position, rows, center: as in :func:`pixel_crops`. Returns
+    strip (B, 4, H, 2·half_width + 1): the four planes of *every* channel at the time points
+    within ``half_width`` of the tested pixel's (zero outside the image; channels at their own
+    rows, so the branch knows which channel is which), and summary (B, 2, H): per channel, the
+    sum of its unpermuted, untested values over all W time points divided by W, and the share
+    of its time points that are unpermuted and untested. Cost O(B · P) for the summary.
+    """
+    height, width = shape
+    order = torch.empty_like(rank)
+    order[rank] = torch.arange(len(rank), device=rank.device)
+    position = position.to(x.device)
+    pixel = order[position].to(x.device)
+    tt = (pixel % width)[:, None, None] + torch.arange(-half_width, half_width + 1, device=x.device)[None, None, :]
+    inside = (tt >= 0) & (tt < width)  # (B, 1, S)
+    index = torch.arange(height, device=x.device)[None, :, None] * width + tt.clamp(0, width - 1)  # (B, H, S)
+    base = x if rows is None else x.reshape(-1)
+    offset = 0 if rows is None else rows.to(x.device)[:, None, None] * x.shape[1]
+    values = base.reshape(-1)[offset + index] if rows is not None else x.gather(1, index.reshape(len(x), -1)
+                                                                               ).reshape(index.shape)
+    inside = inside.expand_as(index)
+    values = torch.where(inside, values, torch.zeros((), dtype=x.dtype, device=x.device))
+    crop_rank = torch.where(inside, rank.to(x.device)[index], -1)
+    tested = crop_rank == position[:, None, None]
+    if center is not None:
+        values = torch.where(tested, center.to(values.dtype)[:, None, None], values)
+    context = (crop_rank > position[:, None, None]).to(x.dtype)
+    prev = (inside & ~tested & (crop_rank < position[:, None, None])).to(x.dtype)
+    tested_f = tested.to(x.dtype)
+    strip = torch.stack([values * context, values * tested_f, prev, tested_f, context], dim=1)
+    images = x if rows is None else x[rows.to(x.device)]  # (B, P); the tested pixel is not context
+    keep = (rank.to(x.device)[None, :] > position[:, None]).to(x.dtype)
+    summary = torch.stack([(images * keep).reshape(-1, height, width).sum(-1),
+                           keep.reshape(-1, height, width).sum(-1)], dim=1) / width
+    return strip, summary
+
+
 class Critic(nn.Module):
     """A critic: forward (B, 4, H, W) planes → (B,). Subclasses may evaluate sub-steps faster."""
 
@@ -168,6 +209,62 @@ class ConvCritic(Critic):
         return N_PLANES * (4 * self.radius[0] + 1) * (4 * self.radius[1] + 1)
 
 
+class HybridCritic(ConvCritic):
+    """(B, 4, H, W) → (B,): the conv critic's local sum plus a global branch, for dependence both
+    local (neighbouring time points) and global (every channel with every channel, slow trends).
+
+    The global branch is an ELU MLP (``hidden`` × ``mlp_layers``, dropout) on the planes of all
+    channels at the time points within ``strip`` of the tested pixel (with the context mask, so
+    the image's edges are known) and on per-channel means of the unpermuted pixels over the
+    whole time axis (:func:`channel_strips`). For a Gaussian the optimal single-pixel critic is
+    a quadratic in the tested value and a linear summary of the rest; with a Markov structure
+    in time (AR, VAR) that summary lies in the strip, with exchangeable or slowly varying
+    dependence in the means. Two variants measured worse at equal budget (a quadratic head in
+    the tested value with MLP coefficients; coefficients from the masks alone, linear in the
+    values): benchmarks/ESTIMATE_GAUSSIAN.md. Meant for single-pixel sub-steps:
+    on whole planes the strip is centred on the first tested pixel.
+    """
+
+    def __init__(self, settings: CriticSettings, shape):
+        super().__init__(settings, shape)
+        self.half_width = settings.strip
+        height = shape[0]
+        width = (N_PLANES + 1) * height * (2 * self.half_width + 1) + 2 * height
+        layers = []
+        for _ in range(settings.mlp_layers):
+            layers += [_maybe_sn(nn.Linear(width, settings.hidden), settings), nn.ELU(),
+                       nn.Dropout(settings.dropout)]
+            width = settings.hidden
+        layers.append(_maybe_sn(nn.Linear(width, 1), settings))
+        self.global_net = nn.Sequential(*layers)
+
+    def _global(self, strip: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
+        return self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1)).squeeze(-1)
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = planes.shape
+        first = planes[:, 3].reshape(batch, -1).argmax(dim=1)  # the first tested pixel, row-major
+        t0 = first % width
+        tt = t0[:, None] + torch.arange(-self.half_width, self.half_width + 1, device=planes.device)[None, :]
+        inside = ((tt >= 0) & (tt < width)).to(planes.dtype)  # (B, S)
+        strip = planes.gather(3, tt.clamp(0, width - 1)[:, None, None, :].expand(batch, N_PLANES, height, -1))
+        context = (1 - strip[:, 2] - strip[:, 3])[:, None]
+        strip = torch.cat([strip, context], dim=1) * inside[:, None, None, :]
+        context_share = (1 - planes[:, 2] - planes[:, 3]).sum(-1)
+        summary = torch.stack([planes[:, 0].sum(-1), context_share], dim=1) / width
+        return super().forward(planes) + self._global(strip, summary)
+
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
+                       rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:
+        if not bool((bounds[:, 1] - bounds[:, 0] == 1).all()):
+            return Critic.substep_values(self, x, rank, bounds, shape, rows, center)
+        local = super().substep_values(x, rank, bounds, shape, rows, center)
+        return local + self._global(*channel_strips(x, rank, bounds[:, 0], shape, self.half_width, rows, center))
+
+    def row_elements(self, shape) -> int:
+        return super().row_elements(shape) + (N_PLANES + 1) * shape[0] * (2 * self.half_width + 1) + 2 * shape[0] * shape[1]
+
+
 class MLPCritic(Critic):
     """(B, 4, H, W) → (B,): the flattened planes through an ELU MLP with dropout."""
 
@@ -201,6 +298,26 @@ class ConstantCritic(Critic):
         return x.new_zeros(len(bounds)) + self.anchor
 
 
+class FoldEnsemble(Critic):
+    """The mean of the critics of a cross-fitted path step (one per fold): an estimate of the same
+    log ratio with the folds' noise averaged out."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(planes) for member in self.members]).mean(dim=0)
+
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
+                       rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([member.substep_values(x, rank, bounds, shape, rows, center)
+                            for member in self.members]).mean(dim=0)
+
+    def row_elements(self, shape) -> int:
+        return max(member.row_elements(shape) for member in self.members)
+
+
 def _maybe_sn(layer: nn.Module, settings: CriticSettings) -> nn.Module:
     return spectral_norm(layer) if settings.spectral_norm else layer
 
@@ -209,4 +326,6 @@ def build_critic(settings: CriticSettings, shape) -> nn.Module:
     """A fresh critic for images of ``shape`` (H, W); "auto" means conv here."""
     if settings.kind == "mlp":
         return MLPCritic(settings, tuple(shape))
+    if settings.kind == "hybrid":
+        return HybridCritic(settings, tuple(shape))
     return ConvCritic(settings, tuple(shape))

@@ -39,11 +39,12 @@ from dataclasses import asdict
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
 from dualdiv.core.checks import check_images
 from dualdiv.core.errors import InputError
 from dualdiv.core.training import Checkpoint, LoopSettings, descend, resolve_device, seeded, train
-from dualdiv.estimators.critics import ConstantCritic, CriticSettings, build_critic, substep_input
+from dualdiv.estimators.critics import ConstantCritic, CriticSettings, FoldEnsemble, build_critic, substep_input
 from dualdiv.estimators.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
 from dualdiv.estimators.plan import ORDERS, SUBSTEPS, check_plan, make_plan  # noqa: F401 (re-exported)
 from dualdiv.estimators.settings import StepSettings
@@ -193,15 +194,20 @@ def _batch_loss(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, bo
         f = model.substep_values(x_rows, rank, row_bounds, shape)  # (n_sub · n_rows · (1 + n_q),)
     f_p = f[~is_q].reshape(n_sub, n_rows)
     f_q = f[is_q].reshape(n_q, n_sub, n_rows).transpose(0, 1).reshape(n_sub, n_rows * n_q)
+    if settings.loss == "logistic":
+        # balanced logistic loss: minimised by f = log p/q exactly, with gradients free of the
+        # DV bound's exponential weights (far less noisy on small batches)
+        return (functional.softplus(-f_p).mean(dim=1) + functional.softplus(f_q).mean(dim=1)).sum()
     return -dv_bound(f_p, f_q).sum()
 
 
 # ---------------------------------------------------------------------------- one step
 
 
-def _stream_seed(seed: int, step: int, stream: str) -> int:
-    """Independent seeds per (seed, step, purpose), so steps can run in any order or place."""
-    return int(np.random.SeedSequence([seed, step, _STREAMS[stream]]).generate_state(1, np.uint64)[0])
+def _stream_seed(seed: int, step: int, stream: str, fold: int | None = None) -> int:
+    """Independent seeds per (seed, step, purpose[, fold]), so steps and folds can run in any order or place."""
+    entropy = [seed, step, _STREAMS[stream]] + ([] if fold is None else [fold])
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,6 +217,22 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.
         raise InputError(f"need at least 4 images for a train/validation split, got {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(_stream_seed(seed, 0, "split")))
     return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def _fold_splits(n: int, settings: StepSettings, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """[(train, validation)] image indices: one split (``folds`` = 1, :func:`_split`) or ``folds``
+    cross-fitting splits whose validation parts partition the images (each held out once)."""
+    if settings.folds == 1:
+        return [_split(n, settings.val_fraction, seed)]
+    if n < 2 * settings.folds:
+        raise InputError(f"need at least {2 * settings.folds} images for {settings.folds} cross-fitting folds, got {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_stream_seed(seed, 0, "split")))
+    splits = []
+    for part in torch.tensor_split(perm, settings.folds):
+        held_out = torch.zeros(n, dtype=torch.bool)
+        held_out[part] = True
+        splits.append(((~held_out).nonzero()[:, 0], part.sort().values))
+    return splits
 
 
 def _plan_images(images, plan: dict, step: int) -> np.ndarray:
@@ -226,15 +248,37 @@ def run_key(settings: StepSettings, plan: dict, step: int, seed: int, images: np
 
 
 def _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings: StepSettings, seed: int,
-                    step: int) -> dict:
+                    step: int, fold: int | None = None) -> dict:
     """The step's final score: Σ of the sub-steps' DV bounds on fresh resamplings of the validation split."""
-    final_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "final"))
+    final_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "final", fold))
     substep_dv, influence, min_ess = _score_substeps(model, x_val, shape, rank, bounds, settings.final_resamplings,
                                                      final_gen)
     return {"D": float(substep_dv.sum()), "stderr": float(influence.std() / math.sqrt(len(influence))),
             "substep_D": substep_dv.tolist(), "n_substeps": len(bounds), "min_ess": min_ess,
             "n_reference": len(val_rows) * settings.final_resamplings, "influence": influence.tolist(),
             "split": hashlib.sha256(val_rows.numpy().tobytes()).hexdigest()[:16], "n_val": len(val_rows)}
+
+
+def _cross_fitted(scores: list[dict], splits, n: int) -> dict:
+    """One score of the folds' held-out scores: every image scored once, by the critic that did not see it.
+
+    D = Σ_i (n_i / n) D_i; the influence of image j is its fold's influence plus D_i − D (so the
+    spread between folds counts in the standard error); images in index order."""
+    if len(scores) == 1:
+        return scores[0]
+    weights = [len(val) / n for _, val in splits]
+    total = float(sum(w * s["D"] for w, s in zip(weights, scores, strict=True)))
+    influence = np.zeros(n)
+    for (_, val), score in zip(splits, scores, strict=True):
+        influence[val.numpy()] = np.asarray(score["influence"]) + score["D"] - total
+    substep = np.sum([w * np.asarray(s["substep_D"]) for w, s in zip(weights, scores, strict=True)], axis=0)
+    assignment = np.zeros(n, dtype=np.int64)
+    for i, (_, val) in enumerate(splits):
+        assignment[val.numpy()] = i
+    return {"D": total, "stderr": float(influence.std(ddof=1) / math.sqrt(n)), "substep_D": substep.tolist(),
+            "n_substeps": scores[0]["n_substeps"], "min_ess": min(s["min_ess"] for s in scores),
+            "n_reference": sum(s["n_reference"] for s in scores), "influence": influence.tolist(),
+            "split": hashlib.sha256(assignment.tobytes()).hexdigest()[:16], "n_val": n}
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -248,20 +292,25 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     """Train and score the critic of path step ``step`` (1-based); see the module docstring.
 
     images: (n, H, W) float32, the training images (normalised). plan: from :func:`make_plan`.
+    settings.folds: 1 trains one critic on a (1 − val_fraction) split and scores it on the rest;
+        k ≥ 2 cross-fits: k critics, each trained on k − 1 folds and scored on the fold it did not
+        see, so every image is scored once (k times the training cost; the noise of the held-out
+        mean falls as 1/√n instead of 1/√(val_fraction · n)). The step's critic is then their mean.
     checkpoint: file to resume from and to write every ``checkpoint_every`` iterations
-        (atomically); one written for other settings/plan/step/seed/data is ignored.
-        Resuming gives a bit-identical result on CPU.
+        (atomically; fold i > 0 of a cross-fit uses ``<checkpoint>.fold<i>``); one written for other
+        settings/plan/step/seed/data is ignored. Resuming gives a bit-identical result on CPU.
     device: "auto" (CUDA when available), "cpu", "cuda", ...
     callback: called as callback(iteration) after every iteration (and its checkpoint).
     Returns (state, record). state: {"model": state_dict at the best validation,
-    "critic": critic settings, "shape", "key"} for :func:`step_values`. record (JSON):
-    D (nats, Σ of the held-out sub-step bounds), stderr (delta method over validation
-    images), substep_D, n_substeps, min_ess (smallest Kish ESS fraction of the reference
-    weights over the sub-steps; ≪ 0.1 flags an unreliable bound), n_reference (reference
-    samples per sub-step), iterations, best_iteration, stopped ("patience" |
-    "budget"), wall_time_s, curve {"iteration", "validation"}, influence (per validation
-    image, for :func:`combine_steps`), split (hash of the validation set), n_train,
-    n_val, seed, device, key, resumed_from.
+    "critic": critic settings, "shape", "key", "constant", "folds" (per fold: constant or not)}
+    for :func:`step_values`. record (JSON): D (nats, Σ of the held-out sub-step bounds), stderr
+    (delta method over held-out images), substep_D, n_substeps, min_ess (smallest Kish ESS
+    fraction of the reference weights over the sub-steps; ≪ 0.1 flags an unreliable bound),
+    n_reference (reference samples per sub-step), iterations (all folds), best_iteration,
+    stopped ("patience" | "budget"), wall_time_s, curve {"iteration", "validation"} (the first
+    fold's), influence (per held-out image, for :func:`combine_steps`), split (hash of the
+    held-out assignment), n_train, n_val, seed, device, key, resumed_from, folds (per fold: D,
+    stderr, n_val, iterations, best_iteration, stopped, fallback).
     """
     started = time.perf_counter()
     settings = settings or StepSettings()
@@ -269,9 +318,8 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     images = _plan_images(images, plan, step)
     shape, bounds = tuple(plan["shape"]), substep_bounds(plan, step)
     device = resolve_device(device)
-    train_rows, val_rows = _split(len(images), settings.val_fraction, seed)
+    splits = _fold_splits(len(images), settings, seed)
     x = torch.as_tensor(images.reshape(len(images), -1)).to(device)
-    x_train, x_val = x[train_rows.to(device)], x[val_rows.to(device)]
     rank = pixel_rank(plan).to(device)
     key = run_key(settings, plan, step, seed, images)
     eval_bounds = bounds
@@ -279,50 +327,78 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         pick_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "eval_pick"))
         eval_bounds = bounds[torch.randperm(len(bounds), generator=pick_gen)[: settings.eval_substeps]]
     eval_scale = len(bounds) / len(eval_bounds)
+    cross_fit = len(splits) > 1
+    models, scores, fits = [], [], []
+    for i, (train_rows, val_rows) in enumerate(splits):
+        fold = i if cross_fit else None
+        x_train, x_val = x[train_rows.to(device)], x[val_rows.to(device)]
 
-    def batch_step():
-        return descend(optimizer, _batch_loss(model, x_train, shape, rank, bounds, settings, batches))
+        def batch_step(x_train=x_train):
+            return descend(optimizer, _batch_loss(model, x_train, shape, rank, bounds, settings, batches))
 
-    def validate():
-        # the same validation resampling every time, so evaluations compare critics only
-        val_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "validation"))
-        dv = _score_substeps(model, x_val, shape, rank, eval_bounds, settings.eval_resamplings, val_gen)[0]
-        return float(dv.sum()) * eval_scale
+        def validate(x_val=x_val, fold=fold):
+            # the same validation resampling every time, so evaluations compare critics only
+            val_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "validation", fold))
+            dv = _score_substeps(model, x_val, shape, rank, eval_bounds, settings.eval_resamplings, val_gen)[0]
+            return float(dv.sum()) * eval_scale
 
-    loop = LoopSettings(max_iterations=settings.max_iterations, eval_every=settings.eval_every,
-                        patience=settings.patience, progress=progress, description=f"path step {step}")
-    saving = None if checkpoint is None else Checkpoint(checkpoint, key, settings.checkpoint_every)
-    with seeded(_stream_seed(seed, step, "init"), device):  # dropout and init draw on the global RNG
-        model = build_critic(settings.critic, shape).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
-                                      weight_decay=settings.critic.weight_decay)
-        batches = torch.Generator().manual_seed(_stream_seed(seed, step, "batches"))
-        trained = train(batch_step, loop, model=model, validate=validate, optimizer=optimizer, generator=batches,
-                        checkpoint=saving, callback=callback)
-        score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step)
-        fallback = None
-        if not score["D"] > 0:  # NaN, or worse on held-out data than a constant critic (whose bound is 0)
-            if settings.on_failed_critic == "error":
-                raise InputError(f"path step {step}: the trained critic's held-out bound {score['D']:.4g} nats is not "
-                                 "above 0 (diverged or worse than a constant critic); more data, another budget or "
-                                 "on_failed_critic: constant")
-            fallback = {"reason": "held-out bound of the trained critic not above 0, the bound of a constant "
-                                  "critic: the step falls back to f_k = 0", "trained_D": _finite_or_none(score["D"])}
-            model = ConstantCritic().to(device)
-            score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step)
+        label = f"path step {step}" + (f" fold {i + 1}/{len(splits)}" if cross_fit else "")
+        loop = LoopSettings(max_iterations=settings.max_iterations, eval_every=settings.eval_every,
+                            patience=settings.patience, progress=progress, description=label)
+        fold_checkpoint = checkpoint if checkpoint is None or not i else f"{checkpoint}.fold{i}"
+        saving = None if checkpoint is None else Checkpoint(fold_checkpoint, f"{key}:{i}" if i else key,
+                                                            settings.checkpoint_every)
+        with seeded(_stream_seed(seed, step, "init", fold), device):  # dropout and init draw on the global RNG
+            model = build_critic(settings.critic, shape).to(device)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
+                                          weight_decay=settings.critic.weight_decay)
+            batches = torch.Generator().manual_seed(_stream_seed(seed, step, "batches", fold))
+            trained = train(batch_step, loop, model=model, validate=validate, optimizer=optimizer,
+                            generator=batches, checkpoint=saving, callback=callback)
+            score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step, fold)
+            fallback = None
+            if not score["D"] > 0:  # NaN, or worse on held-out data than a constant critic (whose bound is 0)
+                if settings.on_failed_critic == "error":
+                    raise InputError(f"{label}: the trained critic's held-out bound {score['D']:.4g} nats is not "
+                                     "above 0 (diverged or worse than a constant critic); more data, another budget "
+                                     "or on_failed_critic: constant")
+                fallback = {"reason": "held-out bound of the trained critic not above 0, the bound of a constant "
+                                      "critic: the step falls back to f_k = 0", "trained_D": _finite_or_none(score["D"])}
+                model = ConstantCritic().to(device)
+                score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step, fold)
+        models.append(model)
+        scores.append(score)
+        fits.append({"D": score["D"], "stderr": score["stderr"], "n_val": len(val_rows),
+                     "iterations": trained.iterations, "best_iteration": trained.best_iteration,
+                     "stopped": trained.stopped, "fallback": fallback, "trained": trained})
 
+    score = _cross_fitted(scores, splits, len(images))
+    fallbacks = [f["fallback"] for f in fits]
+    fallback = fallbacks[0] if not cross_fit else (
+        None if all(f is None for f in fallbacks) else
+        {"reason": f"folds {[i + 1 for i, f in enumerate(fallbacks) if f is not None]} of {len(fits)}: "
+                   + next(f for f in fallbacks if f is not None)["reason"],
+         "trained_D": [None if f is None else f["trained_D"] for f in fallbacks]})
+    first = fits[0]["trained"]
     record = {
         "step": step, **score, "fallback": fallback,
-        "iterations": trained.iterations, "best_iteration": trained.best_iteration, "stopped": trained.stopped,
+        "iterations": sum(f["iterations"] for f in fits), "best_iteration": first.best_iteration,
+        "stopped": "patience" if all(f["stopped"] == "patience" for f in fits) else first.stopped,
         "wall_time_s": time.perf_counter() - started,
-        "curve": {"iteration": [i for i, _ in trained.curve],
-                  "validation": [_finite_or_none(v) for _, v in trained.curve]},
-        "n_train": len(train_rows), "seed": seed, "device": str(device), "key": key,
-        "resumed_from": trained.resumed_from,
+        "curve": {"iteration": [i for i, _ in first.curve],
+                  "validation": [_finite_or_none(v) for _, v in first.curve]},
+        "n_train": len(images) if cross_fit else len(splits[0][0]), "seed": seed, "device": str(device),
+        "key": key, "resumed_from": first.resumed_from,
     }
+    if cross_fit:
+        record["folds"] = [{k: v for k, v in f.items() if k != "trained"} for f in fits]
+    constant = [isinstance(m, ConstantCritic) for m in models]
+    model = models[0] if not cross_fit else FoldEnsemble(models)
     critic_state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                     "critic": asdict(settings.critic), "shape": list(shape), "key": key,
-                    "constant": fallback is not None}
+                    "constant": all(constant)}
+    if cross_fit:
+        critic_state["folds"] = constant
     return critic_state, record
 
 
@@ -332,23 +408,28 @@ def score_step(critic: nn.Module, images, plan: dict, step: int, settings: StepS
 
     critic: a :class:`dualdiv.estimators.critics.Critic`, planes (B, 4, H, W) → (B,) (e.g. a known
     log-ratio, to separate a trained critic's shortfall from the noise of the validation split). images: (n, H, W),
-    split by ``seed`` as in training. Returns the score part of a step record (D, stderr,
+    split (or cut into ``settings.folds`` folds, every fold scored) by ``seed`` as in training. Returns the score part of a step record (D, stderr,
     substep_D, n_substeps, min_ess, n_reference, influence, split, n_val).
     """
     settings = settings or StepSettings()
     check_plan(plan, step)
     images = _plan_images(images, plan, step)
-    _, val_rows = _split(len(images), settings.val_fraction, seed)
+    splits = _fold_splits(len(images), settings, seed)
     device = next(critic.parameters(), torch.empty(0)).device
-    x_val = torch.as_tensor(images.reshape(len(images), -1))[val_rows].to(device)
-    return _held_out_score(critic, x_val, val_rows, tuple(plan["shape"]), pixel_rank(plan).to(device),
-                           substep_bounds(plan, step), settings, seed, step)
+    x = torch.as_tensor(images.reshape(len(images), -1))
+    scores = [_held_out_score(critic, x[val_rows].to(device), val_rows, tuple(plan["shape"]),
+                              pixel_rank(plan).to(device), substep_bounds(plan, step), settings, seed, step,
+                              i if len(splits) > 1 else None)
+              for i, (_, val_rows) in enumerate(splits)]
+    return _cross_fitted(scores, splits, len(images))
 
 
 def load_critic(state: dict, device: str = "auto") -> nn.Module:
     """The trained critic of a state returned by :func:`train_step` (eval mode)."""
-    model = ConstantCritic() if state.get("constant") else build_critic(CriticSettings(**state["critic"]),
-                                                                         state["shape"])
+    def one(constant: bool) -> nn.Module:
+        return ConstantCritic() if constant else build_critic(CriticSettings(**state["critic"]), state["shape"])
+
+    model = FoldEnsemble([one(c) for c in state["folds"]]) if "folds" in state else one(state.get("constant"))
     model.load_state_dict(state["model"])
     return model.to(resolve_device(device)).eval()
 

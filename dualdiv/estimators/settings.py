@@ -12,17 +12,21 @@ from dataclasses import dataclass, field, replace
 
 from dualdiv.core.errors import ConfigError
 
-KINDS = ("auto", "conv", "mlp")
+KINDS = ("auto", "conv", "mlp", "hybrid")
+LOSSES = ("dv", "logistic")
 
 
 @dataclass(frozen=True)
 class CriticSettings:
     """Architecture and regularisation of a critic.
 
-    kind: "conv", "mlp", or "auto" (the caller decides: conv for (n, C, T) images,
-        mlp for (n, d) vectors — see :meth:`dualdiv.estimators.dualspace.DualSpace.step_settings`).
-    channels, kernel, conv_layers: conv critic width, square kernel size (odd), depth.
-    hidden, mlp_layers, dropout: MLP width, depth, dropout rate (MLP only).
+    kind: "conv" (local window), "mlp" (whole image), "hybrid" (the conv window plus an MLP on
+        every channel near the tested time and per-channel means of the rest: local and global
+        dependence), or "auto" (the caller decides — see
+        :meth:`dualdiv.estimators.dualspace.DualSpace.step_settings`).
+    channels, kernel, conv_layers: conv critic width, square kernel size (odd), depth (conv, hybrid).
+    hidden, mlp_layers, dropout: MLP width, depth, dropout rate (mlp; the hybrid's global branch).
+    strip: the hybrid's channel strip reaches this many time points either side of the tested one.
     spectral_norm: spectrally normalise every layer.
     weight_decay: decoupled (AdamW) weight decay used when training the critic.
     """
@@ -34,6 +38,7 @@ class CriticSettings:
     hidden: int = 256
     mlp_layers: int = 2
     dropout: float = 0.1
+    strip: int = 2
     spectral_norm: bool = False
     weight_decay: float = 0.01
 
@@ -44,6 +49,8 @@ class CriticSettings:
             raise ConfigError(f"critic.kernel: must be odd and ≥ 1, got {self.kernel}")
         if min(self.channels, self.conv_layers, self.hidden, self.mlp_layers) < 1:
             raise ConfigError("critic.channels, conv_layers, hidden, mlp_layers: must be ≥ 1")
+        if self.strip < 0:
+            raise ConfigError(f"critic.strip: must be ≥ 0, got {self.strip}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"critic.dropout: must be in [0, 1), got {self.dropout}")
         if self.weight_decay < 0:
@@ -61,7 +68,12 @@ class StepSettings:
         this many random sub-steps, each on this many data rows and q_per_p resampled
         rows per data row.
     learning_rate: AdamW learning rate (weight decay from ``critic.weight_decay``).
-    val_fraction: share of the images held out for validation and the final score.
+    loss: what the critic is trained on: "dv" (minus the summed DV bounds) or "logistic" (the
+        balanced logistic loss of telling P rows from Q rows, minimised by the same log p/q); the
+        held-out score is the DV bound either way.
+    val_fraction: share of the images held out for validation and the final score (folds = 1).
+    folds: 1 holds out ``val_fraction``; k ≥ 2 cross-fits k critics, each scored on the fold it
+        was not trained on, so every image is scored (k times the training).
     eval_every, patience: validate every eval_every iterations; stop after ``patience``
         validations without improving the best summed validation bound.
     eval_substeps: validate on a fixed seeded subset of at most this many sub-steps
@@ -80,7 +92,9 @@ class StepSettings:
     rows_per_substep: int = 32
     q_per_p: int = 2
     learning_rate: float = 3e-3
+    loss: str = "dv"
     val_fraction: float = 0.2
+    folds: int = 1
     eval_every: int = 50
     patience: int = 4
     eval_substeps: int | None = 64
@@ -92,7 +106,7 @@ class StepSettings:
     def __post_init__(self):
         if isinstance(self.critic, dict):
             object.__setattr__(self, "critic", CriticSettings(**self.critic))
-        positive = ("max_iterations", "substeps_per_batch", "rows_per_substep", "q_per_p", "eval_every",
+        positive = ("folds", "max_iterations", "substeps_per_batch", "rows_per_substep", "q_per_p", "eval_every",
                     "patience", "eval_resamplings", "final_resamplings", "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -103,6 +117,8 @@ class StepSettings:
             raise ConfigError(f"path.val_fraction: must be in (0, 1), got {self.val_fraction}")
         if self.learning_rate <= 0:
             raise ConfigError(f"path.learning_rate: must be > 0, got {self.learning_rate}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"path.loss: must be one of {LOSSES}, got {self.loss!r}")
         if self.on_failed_critic not in ("constant", "error"):
             raise ConfigError(f"path.on_failed_critic: must be 'constant' or 'error', got {self.on_failed_critic!r}")
 
