@@ -108,7 +108,8 @@ def knn_tc(x: np.ndarray, k: int = 3) -> float:
 
 
 class GaussianLogRatio(Critic):
-    """Exact sub-step critic for x ~ N(0, corr) on (B, 4, H, W) planes (corr over the flat H·W pixels): log p(x_b | x_rest) − log p(x_b).
+    """Exact sub-step critic for x ~ N(0, corr) on (B, 4, H, W) planes (corr over the flat H·W pixels):
+    log p(x_b | x_rest) − log p(x_b).
 
     "rest" = pixels neither masked as permuted (m_prev) nor tested (m_blk); one tested pixel b per row.
     """

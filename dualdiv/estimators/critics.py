@@ -262,7 +262,8 @@ class HybridCritic(ConvCritic):
         return local + self._global(*channel_strips(x, rank, bounds[:, 0], shape, self.half_width, rows, center))
 
     def row_elements(self, shape) -> int:
-        return super().row_elements(shape) + (N_PLANES + 1) * shape[0] * (2 * self.half_width + 1) + 2 * shape[0] * shape[1]
+        strip = (N_PLANES + 1) * shape[0] * (2 * self.half_width + 1)
+        return super().row_elements(shape) + strip + 2 * shape[0] * shape[1]
 
 
 class MLPCritic(Critic):

@@ -333,13 +333,15 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         fold = i if cross_fit else None
         x_train, x_val = x[train_rows.to(device)], x[val_rows.to(device)]
 
+        # the closures run inside this fold's iteration only, on this fold's model, optimizer and batches
         def batch_step(x_train=x_train):
-            return descend(optimizer, _batch_loss(model, x_train, shape, rank, bounds, settings, batches))
+            return descend(optimizer, _batch_loss(model, x_train, shape, rank, bounds, settings, batches))  # noqa: B023
 
         def validate(x_val=x_val, fold=fold):
             # the same validation resampling every time, so evaluations compare critics only
             val_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "validation", fold))
-            dv = _score_substeps(model, x_val, shape, rank, eval_bounds, settings.eval_resamplings, val_gen)[0]
+            dv = _score_substeps(model, x_val, shape, rank, eval_bounds, settings.eval_resamplings,  # noqa: B023
+                                 val_gen)[0]
             return float(dv.sum()) * eval_scale
 
         label = f"path step {step}" + (f" fold {i + 1}/{len(splits)}" if cross_fit else "")
@@ -363,7 +365,8 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
                                      "above 0 (diverged or worse than a constant critic); more data, another budget "
                                      "or on_failed_critic: constant")
                 fallback = {"reason": "held-out bound of the trained critic not above 0, the bound of a constant "
-                                      "critic: the step falls back to f_k = 0", "trained_D": _finite_or_none(score["D"])}
+                                      "critic: the step falls back to f_k = 0",
+                            "trained_D": _finite_or_none(score["D"])}
                 model = ConstantCritic().to(device)
                 score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step, fold)
         models.append(model)
@@ -408,7 +411,8 @@ def score_step(critic: nn.Module, images, plan: dict, step: int, settings: StepS
 
     critic: a :class:`dualdiv.estimators.critics.Critic`, planes (B, 4, H, W) → (B,) (e.g. a known
     log-ratio, to separate a trained critic's shortfall from the noise of the validation split). images: (n, H, W),
-    split (or cut into ``settings.folds`` folds, every fold scored) by ``seed`` as in training. Returns the score part of a step record (D, stderr,
+    split (or cut into ``settings.folds`` folds, every fold scored) by ``seed`` as in training.
+    Returns the score part of a step record (D, stderr,
     substep_D, n_substeps, min_ess, n_reference, influence, split, n_val).
     """
     settings = settings or StepSettings()
