@@ -230,13 +230,7 @@ class HybridCritic(ConvCritic):
         self.half_width = settings.strip
         height = shape[0]
         width = (N_PLANES + 1) * height * (2 * self.half_width + 1) + 2 * height
-        layers = []
-        for _ in range(settings.mlp_layers):
-            layers += [_maybe_sn(nn.Linear(width, settings.hidden), settings), nn.ELU(),
-                       nn.Dropout(settings.dropout)]
-            width = settings.hidden
-        layers.append(_maybe_sn(nn.Linear(width, 1), settings))
-        self.global_net = nn.Sequential(*layers)
+        self.global_net = nn.Sequential(*_mlp_layers(width, settings))
 
     def _global(self, strip: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
         return self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1)).squeeze(-1)
@@ -271,13 +265,7 @@ class MLPCritic(Critic):
 
     def __init__(self, settings: CriticSettings, shape):
         super().__init__()
-        layers, width = [nn.Flatten()], N_PLANES * shape[0] * shape[1]
-        for _ in range(settings.mlp_layers):
-            layers += [_maybe_sn(nn.Linear(width, settings.hidden), settings), nn.ELU(),
-                       nn.Dropout(settings.dropout)]
-            width = settings.hidden
-        layers.append(_maybe_sn(nn.Linear(width, 1), settings))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(nn.Flatten(), *_mlp_layers(N_PLANES * shape[0] * shape[1], settings))
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         return self.net(planes).squeeze(-1)
@@ -317,6 +305,15 @@ class FoldEnsemble(Critic):
 
     def row_elements(self, shape) -> int:
         return max(member.row_elements(shape) for member in self.members)
+
+
+def _mlp_layers(width: int, settings: CriticSettings) -> list[nn.Module]:
+    """``mlp_layers`` × (Linear to ``hidden``, ELU, dropout) from ``width`` inputs, then a Linear to 1."""
+    layers = []
+    for _ in range(settings.mlp_layers):
+        layers += [_maybe_sn(nn.Linear(width, settings.hidden), settings), nn.ELU(), nn.Dropout(settings.dropout)]
+        width = settings.hidden
+    return [*layers, _maybe_sn(nn.Linear(width, 1), settings)]
 
 
 def _maybe_sn(layer: nn.Module, settings: CriticSettings) -> nn.Module:
