@@ -22,7 +22,7 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    dataset="|".join(map(re.escape, DATASETS)) if DATASETS else "NO_DATASET",
+    dataset="|".join(map(re.escape, {**DATASETS, **UNITS})) if DATASETS else "NO_DATASET",
     step=r"[1-9][0-9]*",
     method=r"[A-Za-z0-9_.-]+",
 

@@ -177,7 +177,8 @@ def test_a_failing_baseline_is_recorded_evaluated_and_summarised(tmp_path, weath
         (tmp_path / "results" / "w" / "eval" / f"{method}.json").write_text((evals / f"{method}.json").read_text())
     rows = write_summary({"w": {m: tmp_path / "results" / "w" / "eval" / f"{m}.json" for m in ("var", "copy")}},
                          tmp_path / "results" / "summary.csv", tmp_path / "results" / "summary.md")
-    assert {"dataset": "w", "method": "var", "metric": "failed", "value": 1, "reliable": ""} in rows
+    assert {"dataset": "w", "method": "var", "metric": "failed", "value": 1, "ci_low": "", "ci_high": "", "n": 1,
+            "reliable": ""} in rows
     text = (tmp_path / "results" / "summary.md").read_text()
     assert "**var failed** on these data: ConfigError" in text and "var.order: 1000" in text
     assert json.loads((evals / "copy.json").read_text())["c2st_auc_features"] is not None

@@ -9,6 +9,8 @@ import pytest
 from dualdiv.core.errors import InputError
 from dualdiv.stages.evaluate import SUMMARY_FIELDS, read_summary, write_summary
 
+OLD_HEADER = "dataset,method,metric,value,reliable"  # summaries written before the intervals are still read
+
 METHODS = ("dualdiv", "copy", "interpolate", "marginals")
 
 
@@ -69,9 +71,12 @@ def test_rows_are_sorted_by_dataset_then_given_method_order_then_metric(tmp_path
 @pytest.mark.parametrize(("content", "message"), [
     ("dataset,method,value\neeg,copy,1\n", "header"),
     ("", "header"),
-    (",".join(SUMMARY_FIELDS) + "\neeg,copy,dcr_ratio,one,True\n", "line 2: value 'one' is not a number"),
-    (",".join(SUMMARY_FIELDS) + "\neeg,copy,dcr_ratio,0.1\n", "line 2 has 4 fields"),
-    (",".join(SUMMARY_FIELDS) + "\neeg,copy,dcr_ratio,0.1,maybe\n", "line 2: reliable 'maybe'"),
+    (OLD_HEADER + "\neeg,copy,dcr_ratio,one,True\n", "line 2: value 'one' is not a number"),
+    (OLD_HEADER + "\neeg,copy,dcr_ratio,0.1\n", "line 2 has 4 fields"),
+    (OLD_HEADER + "\neeg,copy,dcr_ratio,0.1,maybe\n", "line 2: reliable 'maybe'"),
+    (",".join(SUMMARY_FIELDS) + "\neeg,copy,dcr_ratio,0.1,0,x,3,True\n", "line 2: ci_high 'x' is not a number"),
+    (",".join(SUMMARY_FIELDS) + "\neeg,copy,dcr_ratio,0.1,,,2.5,True\n", "line 2: n '2.5' is not an integer"),
+    (",".join(SUMMARY_FIELDS) + "\neeg,copy,dcr_ratio,0.1,True\n", "line 2 has 5 fields, expected 8"),
 ])
 def test_a_malformed_existing_summary_is_a_one_line_error_naming_the_file(tmp_path, content, message):
     out = tmp_path / "summary.csv"

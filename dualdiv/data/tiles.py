@@ -52,6 +52,11 @@ class TileSettings:
         windows spread evenly through the recording) or ``random`` (test windows drawn with
         ``seed``); the last two measure realism within one regime rather than across regimes.
         Training windows that overlap a test window are dropped in every case.
+    folds, fold: cross-fitting (the workflow's ``evaluate.folds``): None holds out ``test_fraction``;
+        k ≥ 2 cuts the recordings into k folds (stratified by label; one recording's windows into k
+        blocks in time for ``chronological``, every k-th window for ``interleaved``, at random for
+        ``random``) and holds out fold ``fold`` (0 ≤ fold < k) instead; the folds of one ``seed``
+        partition the images, so over its k tilings every image is held out once.
     memory_mb: MiB the stage's data may take beyond the interpreter and libraries (~0.4 GiB). When
         ``raw.nc`` and its images would need more in memory (the float64 signal, its float64
         windows and the float32 images), the stage streams: windows are read from ``raw.nc`` and
@@ -65,6 +70,8 @@ class TileSettings:
     stride: int | None = None
     seed: int = 0
     split: str = "chronological"
+    folds: int | None = None
+    fold: int = 0
     memory_mb: int = 512
 
     def __post_init__(self):
@@ -76,6 +83,11 @@ class TileSettings:
             raise ConfigError("tile.stride: needs tile.window and must be ≥ 1")
         if self.split not in SINGLE_RECORDING_SPLITS:
             raise ConfigError(f"tile.split: expected one of {', '.join(SINGLE_RECORDING_SPLITS)}, got {self.split!r}")
+        if self.folds is not None and (isinstance(self.folds, bool) or not isinstance(self.folds, int)
+                                       or self.folds < 2):
+            raise ConfigError(f"tile.folds: an integer ≥ 2 or null, got {self.folds!r}")
+        if not isinstance(self.fold, int) or not 0 <= self.fold < (self.folds or 1):
+            raise ConfigError(f"tile.fold: an integer in [0, {(self.folds or 1) - 1}], got {self.fold!r}")
         if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, int) or self.memory_mb < 1:
             raise ConfigError(f"tile.memory_mb: an integer number of MiB ≥ 1, got {self.memory_mb!r}")
 
@@ -152,28 +164,58 @@ def split_recordings(n_recordings: int, test_fraction: float, seed: int,
     return is_test
 
 
+def fold_recordings(n_recordings: int, folds: int, fold: int, seed: int,
+                    labels: np.ndarray | None = None) -> np.ndarray:
+    """Seeded stratified k-fold assignment of recordings: ``(n_recordings,)`` bool, True in fold ``fold``.
+
+    Each class's recordings are shuffled (with ``seed``) and dealt to the folds in turn, the
+    dealing carried on from one class to the next, so fold sizes differ by at most one and
+    every class is spread over the folds as evenly as its size allows. The ``folds`` masks of one
+    seed partition the recordings.
+    """
+    rng = np.random.default_rng(seed)
+    strata = np.zeros(n_recordings, dtype=int) if labels is None else np.unique(labels, return_inverse=True)[1]
+    fold_of = np.empty(n_recordings, dtype=int)
+    dealt = 0
+    for stratum in range(strata.max() + 1 if n_recordings else 0):
+        members = rng.permutation(np.flatnonzero(strata == stratum))
+        fold_of[members] = (dealt + np.arange(len(members))) % folds
+        dealt += len(members)
+    return fold_of == fold
+
+
 def split_single_recording(starts: np.ndarray, window: int, test_fraction: float,
-                           how: str = "chronological", seed: int = 0) -> np.ndarray:
+                           how: str = "chronological", seed: int = 0, folds: int | None = None,
+                           fold: int = 0) -> np.ndarray:
     """Split the windows of ONE recording: ``(m,)`` of "train"/"test"/"".
 
     ``how``: ``chronological`` — the last ``test_fraction`` of windows are test;
     ``interleaved`` — test windows evenly spaced through the recording (the i-th of
     n_test at position ⌊(i + ½)·m / n_test⌋ in time order); ``random`` — test windows
-    drawn with ``seed``. Training windows overlapping a test window are dropped ("")
-    so no time point is in both splits.
+    drawn with ``seed``. With ``folds`` = k the windows in time order are dealt to k folds
+    instead — in k contiguous blocks (chronological), every k-th (interleaved) or at random
+    (random) — and fold ``fold`` is the test split. Training windows overlapping a test window
+    are dropped ("") so no time point is in both splits.
     """
     m = len(starts)
-    n_test = max(1, int(round(test_fraction * m))) if test_fraction > 0 else 0
     order = np.argsort(starts, kind="stable")
     split = np.full(m, "train", dtype="<U5")
-    if how == "chronological":
-        test_rank = np.arange(m - n_test, m)
-    elif how == "interleaved":
-        test_rank = ((np.arange(n_test) + 0.5) * m / max(n_test, 1)).astype(int)
-    elif how == "random":
-        test_rank = np.sort(np.random.default_rng(seed).permutation(m)[:n_test])
-    else:
+    if how not in SINGLE_RECORDING_SPLITS:
         raise ConfigError(f"tile.split: expected one of {', '.join(SINGLE_RECORDING_SPLITS)}, got {how!r}")
+    if folds is not None:  # fold of each window by its rank in time
+        rank = np.arange(m)
+        fold_of = (rank * folds // max(m, 1) if how == "chronological" else rank % folds if how == "interleaved"
+                   else np.random.default_rng(seed).permutation(m) % folds)
+        test_rank = np.flatnonzero(fold_of == fold)
+    else:
+        n_test = max(1, int(round(test_fraction * m))) if test_fraction > 0 else 0
+        if how == "chronological":
+            test_rank = np.arange(m - n_test, m)
+        elif how == "interleaved":
+            test_rank = ((np.arange(n_test) + 0.5) * m / max(n_test, 1)).astype(int)
+        else:
+            test_rank = np.sort(np.random.default_rng(seed).permutation(m)[:n_test])
+    n_test = len(test_rank)
     split[order[test_rank]] = "test"
     if n_test:
         test_starts = np.sort(starts[split == "test"])

@@ -387,6 +387,16 @@ QUALITY_METRICS = (
 MEMORISATION_METRICS = ("dcr_ratio", "dcr_ratio_features", "near_copy_fraction", "near_copy_fraction_features")
 
 
+def metric_direction(metric: str) -> str | None:
+    """Which way ``metric`` improves: "lower" (the quality metrics, near-copy fractions), "higher" (the
+    downstream-utility accuracies and gains), or None (DCR ratios: ≈ 1 is best; counts, settings, TC values)."""
+    if metric in QUALITY_METRICS or metric.startswith("near_copy_fraction"):
+        return "lower"
+    if metric.startswith(("tstr_", "augmentation_k")) and metric.endswith(("_balanced_accuracy", "_gain")):
+        return "higher"
+    return None
+
+
 def _mean_finite(values) -> float:
     values = [v for v in values if np.isfinite(v)]
     return float(np.mean(values)) if values else float("nan")

@@ -153,8 +153,10 @@ def default_config() -> dict:
     """The whole default config: top-level keys and every stage section, from the dataclasses."""
     sections = {name: _plain(_settings_class(name)()) for name in ("ingest", "tile", "localize", "sample")}
     sections["tile"].pop("seed")  # the top-level seed
+    del sections["tile"]["folds"], sections["tile"]["fold"]  # a fold unit's, set by the workflow (evaluate.folds)
     return {**TOP_LEVEL, **sections, "estimate": _estimate_defaults(),
-            "evaluate": {"tc": None, "metrics": _plain(_settings_class("evaluate.metrics")())}}
+            "evaluate": {"tc": None, "folds": None, "seeds": None,
+                         "metrics": _plain(_settings_class("evaluate.metrics")())}}
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict:

@@ -25,6 +25,7 @@ from dualdiv.data.tiles import (
     TileSettings,
     channel_stats,
     cut_windows,
+    fold_recordings,
     normalise,
     split_recordings,
     split_single_recording,
@@ -66,9 +67,7 @@ def tile(raw_path: str | os.PathLike, out: str | os.PathLike,
     keep = split != ""
     if not keep.all():  # indexing copies the images: only when windows were dropped
         images, recording, starts, split = images[keep], recording[keep], starts[keep], split[keep]
-    if (split == "train").sum() < 2:
-        raise InputError(f"{raw_path}: fewer than 2 training images after the split "
-                         f"(tile.test_fraction={settings.test_fraction})")
+    _check_split(raw_path, split, settings)
     mean, std, constant = channel_stats(images, split == "train")
     names = [str(c) for c in ds["channel"].values]
     if len(constant):
@@ -89,9 +88,23 @@ def _split(n_recordings: int, recording: np.ndarray, starts: np.ndarray, recordi
     """(m,) "train"/"test"/"" of every window (by recording; one recording: by window)."""
     if n_recordings == 1 and settings.window is not None:
         return split_single_recording(starts, settings.window, settings.test_fraction, settings.split,
-                                      settings.seed)
-    is_test = split_recordings(n_recordings, settings.test_fraction, settings.seed, recording_labels)
+                                      settings.seed, settings.folds, settings.fold)
+    if settings.folds is not None:
+        is_test = fold_recordings(n_recordings, settings.folds, settings.fold, settings.seed, recording_labels)
+    else:
+        is_test = split_recordings(n_recordings, settings.test_fraction, settings.seed, recording_labels)
     return np.where(is_test[recording], "test", "train")
+
+
+def _check_split(raw_path: Path, split: np.ndarray, settings: TileSettings) -> None:
+    """One-line errors for a split a later stage cannot use: < 2 training images, or an empty test fold."""
+    how = (f"tile.test_fraction={settings.test_fraction}" if settings.folds is None
+           else f"fold {settings.fold} of evaluate.folds={settings.folds}")
+    if (split == "train").sum() < 2:
+        raise InputError(f"{raw_path}: fewer than 2 training images after the split ({how})")
+    if settings.folds is not None and not (split == "test").any():
+        raise InputError(f"{raw_path}: {how} holds no image ({len(split)} images, fewer than the folds); "
+                         "lower evaluate.folds")
 
 
 def _tiles(ds, raw_path: Path, images, split, recording, starts, mean, std, constant, recording_labels,
@@ -116,9 +129,12 @@ def _tiles(ds, raw_path: Path, images, split, recording, starts, mean, std, cons
 
 
 def _provenance_settings(settings: TileSettings) -> dict:
-    """The settings for the provenance, without ``memory_mb`` (how the file was written, not what it holds)."""
+    """The settings for the provenance, without ``memory_mb`` (how the file was written, not what it holds);
+    ``folds``/``fold`` only for a cross-fitting fold (a single split's provenance is as before)."""
     values = asdict(settings)
     values.pop("memory_mb")
+    if settings.folds is None:
+        del values["folds"], values["fold"]
     return values
 
 
@@ -148,9 +164,7 @@ def _tile_streamed(raw_path: Path, ds: xr.Dataset, out: str | os.PathLike, setti
     keep = split != ""
     recording, starts, split = recording[keep], starts[keep], split[keep]
     train = split == "train"
-    if train.sum() < 2:
-        raise InputError(f"{raw_path}: fewer than 2 training images after the split "
-                         f"(tile.test_fraction={settings.test_fraction})")
+    _check_split(raw_path, split, settings)
     # per window in a block: its float64 slice of raw.nc (at most), its float64 copy, float32 image
     size = max(1, (settings.memory_mb * 2**20 // 2) // (20 * n_channels * width))
     blocks = [(a, min(len(split), a + size)) for a in range(0, len(split), size)]

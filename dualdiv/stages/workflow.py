@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,75 @@ def selected_datasets(config: Mapping[str, Any]) -> dict[str, dict]:
     return selected
 
 
+# ------------------------------------------------------------------ cross-fitting units
+
+# A fold unit is one whole pipeline (tile → path → dual → localize → sample → evaluate) of a data set on the
+# tiling that holds out fold f of the partition drawn with workflow seed s; its artifacts live under
+# results/{dataset}/folds/seed{s}_fold{f}/, and its name is the `dataset` wildcard of every rule.
+_UNIT = re.compile(r"^(?P<dataset>.+)/folds/seed(?P<seed>-?[0-9]+)_fold(?P<fold>[0-9]+)$")
+
+
+def unit_name(dataset: str, seed: int, fold: int) -> str:
+    """The workflow name (results sub-folder) of fold ``fold`` of ``dataset`` under workflow seed ``seed``."""
+    return f"{dataset}/folds/seed{seed}_fold{fold}"
+
+
+def parse_unit(name: str) -> tuple[str, int, int] | None:
+    """(dataset, seed, fold) of a fold unit's name; None for a data set's own (single-split) name."""
+    match = _UNIT.match(name)
+    return None if match is None else (match["dataset"], int(match["seed"]), int(match["fold"]))
+
+
+def cross_fitting(config: Mapping[str, Any], dataset: str) -> tuple[int, list[int]] | None:
+    """(folds k, workflow seeds) of a data set evaluated by cross-fitting (``evaluate.folds``), or None for
+    the single split. The seeds are ``evaluate.seeds``, or the top-level ``seed`` alone when unset."""
+    evaluate = deep_merge(deep_merge(_defaults()["evaluate"], config.get("evaluate")),
+                          selected_datasets(config)[dataset].get("evaluate"))
+    if evaluate.get("folds") is None:
+        if evaluate.get("seeds") is not None:
+            raise ConfigError(f"config: evaluate.seeds (data set {dataset}): needs evaluate.folds (the seeds repeat "
+                              "the cross-fitted evaluation)")
+        return None
+    seeds = evaluate.get("seeds")
+    return int(evaluate["folds"]), [int(s) for s in (seeds if seeds is not None else [config["seed"]])]
+
+
+def workflow_units(config: Mapping[str, Any]) -> dict[str, str]:
+    """Every pipeline this run builds → its data set: the data set's own name (single split), or its
+    folds × seeds fold units (:func:`unit_name`, seeds outer, folds inner) where ``evaluate.folds`` is set."""
+    units = {}
+    for dataset in selected_datasets(config):
+        plan = cross_fitting(config, dataset)
+        if plan is None:
+            units[dataset] = dataset
+            continue
+        folds, seeds = plan
+        units.update({unit_name(dataset, seed, fold): dataset for seed in seeds for fold in range(folds)})
+    return units
+
+
+def workflow_seed(config: Mapping[str, Any], name: str) -> int:
+    """The seed of a pipeline: its fold unit's workflow seed, else the top-level ``seed``."""
+    unit = parse_unit(name)
+    return config["seed"] if unit is None else unit[1]
+
+
 def dataset_settings(config: Mapping[str, Any], dataset: str, stage: str) -> dict:
     """Settings of ``stage`` for ``dataset``: the defaults (:func:`dualdiv.stages.settings.default_config`)
     updated by the config's global section, then by the data set's own.
 
     Seeded stages get ``seed`` from the top level, so the same config gives the
-    same artifacts and changing the seed reruns exactly the seeded stages.
+    same artifacts and changing the seed reruns exactly the seeded stages. ``dataset`` may be a
+    fold unit's name (:func:`unit_name`): the settings of its data set, with the unit's seed and,
+    for ``tile``, its ``folds`` and ``fold``.
     """
-    entry = selected_datasets(config)[dataset]
+    unit = parse_unit(dataset)
+    entry = selected_datasets(config)[dataset if unit is None else unit[0]]
     merged = deep_merge(deep_merge(_defaults().get(stage) or {}, config.get(stage)), entry.get(stage))
     if stage in _SEEDED_STAGES:
-        merged["seed"] = config["seed"]
+        merged["seed"] = workflow_seed(config, dataset)
+    if unit is not None and stage == "tile":
+        merged["folds"], merged["fold"] = cross_fitting(config, unit[0])[0], unit[2]
     return merged
 
 

@@ -7,9 +7,17 @@ from dualdiv.core.io import code_hash
 from dualdiv.evaluation.figures import FIGURES
 from dualdiv.generators import REGISTRY, WALKS, resolve_method
 from dualdiv.stages.export import EXPORT_SUFFIXES, export_formats
-from dualdiv.stages.workflow import dataset_settings, job_memory_mb, selected_datasets, step_settings
+from dualdiv.stages.workflow import (
+    dataset_settings,
+    job_memory_mb,
+    selected_datasets,
+    step_settings,
+    workflow_seed,
+    workflow_units,
+)
 
 DATASETS = selected_datasets(config)
+UNITS = workflow_units(config)  # every pipeline → its data set (itself, or its fold units: evaluate.folds)
 RESULTS = config["results"]
 
 
@@ -45,16 +53,30 @@ def generator_code(wildcards):
 
 
 def settings(stage):
-    """Input function: the merged `stage` settings of a data set, as canonical JSON (a param)."""
+    """Input function: the merged `stage` settings of a data set, as canonical JSON (a param). Not the
+    evaluate section's `folds`/`seeds`: they choose which pipelines run, not what one computes."""
 
     def for_dataset(wildcards):
-        return json.dumps(dataset_settings(config, wildcards.dataset, stage), sort_keys=True)
+        merged = dataset_settings(config, wildcards.dataset, stage)
+        if stage == "evaluate":
+            merged.pop("folds", None), merged.pop("seeds", None)
+        return json.dumps(merged, sort_keys=True)
 
     return for_dataset
 
 
 def dataset_files(wildcards):
     return DATASETS[wildcards.dataset]["files"]
+
+
+def raw_file(wildcards):
+    """raw.nc of a pipeline's data set (fold units share their data set's ingest)."""
+    return f"{RESULTS}/{UNITS[wildcards.dataset]}/raw.nc"
+
+
+def pipeline_seed(wildcards):
+    """A pipeline's seed (a param): its fold unit's workflow seed, else the top-level seed."""
+    return workflow_seed(config, wildcards.dataset)
 
 
 def plan_settings(dataset):
@@ -82,7 +104,8 @@ def export_targets(dataset):
     of `sample.export`. Not the baselines': a baseline that cannot fit the data writes a samples file with no
     images (the pipeline goes on), which no EEG format can hold; `dualdiv export` writes any other method's."""
     export = dataset_settings(config, dataset, "sample")["export"]
-    formats = export_formats(export, DATASETS[dataset]["files"], dataset_settings(config, dataset, "ingest")["format"])
+    files = DATASETS[UNITS[dataset]]["files"]
+    formats = export_formats(export, files, dataset_settings(config, dataset, "ingest")["format"])
     return [f"{RESULTS}/{dataset}/samples/{method}{EXPORT_SUFFIXES[fmt]}" for method in methods(dataset)
             if method == "dualdiv" or method.startswith("dualdiv_") for fmt in formats]
 
@@ -109,8 +132,11 @@ def methods(dataset):
 
 
 def all_targets():
+    """Figures and exports of each data set's pipeline (of its first fold unit when cross-fitted), and the
+    summary (which needs every pipeline's evaluations)."""
     targets = []
     for dataset in DATASETS:
-        targets += [f"{RESULTS}/{dataset}/figures/{name}" for name in FIGURES]
-        targets += export_targets(dataset)
+        first = next(unit for unit, of in UNITS.items() if of == dataset)
+        targets += [f"{RESULTS}/{first}/figures/{name}" for name in FIGURES]
+        targets += export_targets(first)
     return targets + [f"{RESULTS}/summary.csv"]

@@ -33,7 +33,7 @@ rule path_step:
     params:
         training=lambda wc: json.dumps(step_settings(config, wc.dataset, int(wc.step)), sort_keys=True),
         n_reference=lambda wc: dataset_settings(config, wc.dataset, "estimate")["n_reference"],
-        seed=config["seed"],
+        seed=pipeline_seed,
         device=config["device"],
         code=script_code("path_step"),
     log:
@@ -67,7 +67,7 @@ rule dual:
         space=directory(f"{RESULTS}/{{dataset}}/dualspace"),
     params:
         estimate=settings("estimate"),
-        seed=config["seed"],
+        seed=pipeline_seed,
         device=config["device"],
         code=script_code("dual"),
     log:

@@ -78,10 +78,11 @@ rule total_correlation:
 
 
 rule summary:
-    """Every eval/*.json → results/summary.csv (dataset × method × metric, with reliability; the rows of the
-    results folder's other data sets are kept) and results/summary.md (a headline table per data set)."""
+    """Every eval/*.json → results/summary.csv (dataset × method × metric, with reliability and, for cross-fitted
+    data sets, the interval over folds × seeds; the rows of the results folder's other data sets are kept),
+    results/paired.csv (dualdiv − every method, paired by fit) and results/summary.md (headline tables)."""
     input:
-        [f"{RESULTS}/{dataset}/eval/{method}.json" for dataset in DATASETS for method in methods(dataset)],
+        [f"{RESULTS}/{unit}/eval/{method}.json" for unit in UNITS for method in methods(unit)],
     output:
         # update(): Snakemake must not delete the CSV before the job, which reads back other data sets' rows
         csv=report(
@@ -90,6 +91,12 @@ rule summary:
             category="Summary",  # capitalised: sorts before the data sets' lower-case categories
             labels={"table": "2 · every metric of every method (summary.csv)"},
         ),
+        paired=report(
+            update(f"{RESULTS}/paired.csv"),
+            caption="../report/paired.rst",
+            category="Summary",
+            labels={"table": "3 · dualdiv vs every method, paired by fold (paired.csv)"},
+        ),
         md=report(
             f"{RESULTS}/summary.md",
             caption="../report/summary_headline.rst",
@@ -97,6 +104,7 @@ rule summary:
             labels={"table": "1 · headline per data set (summary.md)"},  # the labels order the category: first
         ),
     params:
+        results=RESULTS,
         code=script_code("summary"),
     log:
         "logs/summary.log",

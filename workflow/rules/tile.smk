@@ -1,7 +1,7 @@
 rule tile:
     """raw.nc → results/{dataset}/tiles.h5: images (n, channels, time), train/test split, z-scores."""
     input:
-        f"{RESULTS}/{{dataset}}/raw.nc",
+        raw_file,
     output:
         f"{RESULTS}/{{dataset}}/tiles.h5",
     params:

@@ -1,4 +1,4 @@
-"""Rule summary: every eval/*.json → summary.csv (other data sets' rows kept) and summary.md (headline tables)."""
+"""Rule summary: every eval/*.json → summary.csv (other data sets' rows kept), paired.csv and summary.md."""
 from pathlib import Path
 
 from dualdiv.stages.evaluate import write_summary
@@ -7,9 +7,10 @@ from dualdiv.stages.runner import run_script
 
 def main(smk):
     by_dataset = {}
-    for path in smk.input:  # results/{dataset}/eval/{method}.json, in the config's method order
-        by_dataset.setdefault(Path(path).parent.parent.name, {})[Path(path).stem] = path
-    write_summary(by_dataset, smk.output.csv, headline=smk.output.md)
+    for path in smk.input:  # results/{dataset or fold unit}/eval/{method}.json, in the config's method order
+        unit = Path(path).parent.parent.relative_to(smk.params.results).as_posix()
+        by_dataset.setdefault(unit, {})[Path(path).stem] = path
+    write_summary(by_dataset, smk.output.csv, headline=smk.output.md, paired=smk.output.paired)
 
 
 run_script(snakemake, main)  # noqa: F821 (injected by Snakemake)
