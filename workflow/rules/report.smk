@@ -104,7 +104,6 @@ rule summary:
             labels={"table": "1 · headline per data set (summary.md)"},  # the labels order the category: first
         ),
     params:
-        results=RESULTS,
         code=script_code("summary"),
     log:
         "logs/summary.log",
