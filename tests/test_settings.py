@@ -8,7 +8,7 @@ from conftest import ROOT
 from dualdiv.cli import main
 from dualdiv.core.errors import ConfigError
 from dualdiv.data.samples import load_samples
-from dualdiv.generators import REGISTRY, WALKS, make_generator
+from dualdiv.generators import PEERS, REGISTRY, WALKS, make_generator
 from dualdiv.stages.ingest import ingest
 from dualdiv.stages.sample import write_samples
 from dualdiv.stages.settings import default_config, from_config, load_config
@@ -105,10 +105,12 @@ def test_cli_and_pipeline_resolve_every_method_to_the_same_generator(method):
 
 
 NEURAL = {"vae", "wgan_gp", "ddpm"}  # minutes at their default budgets: the test above covers their settings
+# (the peers need environments of their own: tests/test_peers.py)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dualdiv", *sorted(set(REGISTRY) - set(WALKS) - NEURAL - {"dualdiv_corrected"})])
+@pytest.mark.parametrize("method", ["dualdiv", *sorted(set(REGISTRY) - set(WALKS) - NEURAL - set(PEERS)
+                                                                 - {"dualdiv_corrected"})])
 def test_cli_without_config_writes_what_the_pipeline_writes(method, small_tiles, tmp_path, one_torch_thread):
     """`dualdiv sample tiles.h5 --method M --seed 0` = the sample stage with the default config's settings."""
     pipeline = pipeline_sample_settings()

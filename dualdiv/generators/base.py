@@ -10,7 +10,8 @@ all of them alike.
 
 Keys: ``dualdiv`` (the chosen default variant), ``dualdiv_<variant>``,
 ``vae``, ``wgan_gp``, ``ddpm``, ``sb_langevin``, ``spectral``, ``var``,
-``gaussian_lw``, the references ``copy``, ``interpolate``, ``marginals``, and the simple
+``gaussian_lw``, the peers run in their own environments ``tsgm_vae``, ``tsgm_timegan``,
+``sdv_par``, the references ``copy``, ``interpolate``, ``marginals``, and the simple
 augmentations of a training image ``jitter``, ``scaling``, ``time_warp``.
 """
 
@@ -37,6 +38,9 @@ REGISTRY: dict[str, str] = {
     "wgan_gp": "baselines.wgan_gp:WGANGP",
     "ddpm": "baselines.ddpm:DDPM",
     "sb_langevin": "baselines.sb_langevin:SBLangevin",
+    "tsgm_vae": "peers:TSGMVAE",
+    "tsgm_timegan": "peers:TSGMTimeGAN",
+    "sdv_par": "peers:SDVPAR",
     "copy": "references:Copy",
     "interpolate": "references:Interpolate",
     "marginals": "references:Marginals",
@@ -47,6 +51,8 @@ REGISTRY: dict[str, str] = {
 # ``dualdiv`` names the default variant: the one written as samples/dualdiv.h5.
 DEFAULT_VARIANT = "dualdiv_corrected"
 WALKS = ("dualdiv_walk", "dualdiv_basewalk")
+# External packages run in environments of their own (dualdiv.generators.peers): their `python` setting
+PEERS = ("tsgm_vae", "tsgm_timegan", "sdv_par")
 
 
 def register(key: str) -> Callable[[type], type]:
