@@ -6,6 +6,7 @@ One tiny workflow run goes through sbatch with `gpus: 1` (the training rules ask
 locally with the same config and seed; the tests compare them and inspect what SLURM recorded.
 """
 
+import difflib
 import json
 import os
 import re
@@ -146,6 +147,15 @@ def same_artifact(a: Path, b: Path) -> bool:
     return False
 
 
+def text_difference(a: Path, b: Path) -> str:
+    """The lines that differ (a text artifact), so that a failure says what changed; '' for binary files."""
+    try:
+        lines = [path.read_text().splitlines() for path in (a, b)]
+    except UnicodeDecodeError:
+        return ""
+    return "\n".join(list(difflib.unified_diff(*lines, "local", "slurm", lineterm="", n=0))[:40])
+
+
 def test_artifacts_identical_to_a_local_run(runs):
     dirs = runs[0]
     # every artifact but Snakemake's benchmark files (wall times, memory: measurements, not results)
@@ -154,7 +164,8 @@ def test_artifacts_identical_to_a_local_run(runs):
              for name, d in dirs.items()}
     assert files["slurm"] == files["local"] and Path("results/tiny/tiles.h5") in files["slurm"]
     for rel in files["local"]:
-        assert same_artifact(dirs["local"] / rel, dirs["slurm"] / rel), f"{rel} differs from the local run"
+        assert same_artifact(dirs["local"] / rel, dirs["slurm"] / rel), \
+            f"{rel} differs from the local run:\n{text_difference(dirs['local'] / rel, dirs['slurm'] / rel)}"
 
 
 def test_gpu_resource_becomes_sbatch_gpus(runs):
