@@ -151,8 +151,9 @@ def main(argv=None) -> None:
         rows_here = [r for r in paired if r["dataset"] == dataset and r["metric"] in shown]
         if rows_here:
             sections += ["dualdiv − method, paired by fit (mean, 95 % interval, corrected-t p, sign-flip p; the "
-                         "sign-flip p treats the fits as independent, which the folds of one seed are not, so it "
-                         "is smaller than the corrected-t p: the verdict is the corrected interval's):", "",
+                         "sign-flip p is exact over the 2ⁿ sign patterns of n fits, so never below 2/2ⁿ, and treats "
+                         "the fits as independent, which the folds of one seed are not: the verdict is the corrected "
+                         "interval's):", "",
                          "| versus | metric | difference | interval | p | p sign-flip | dualdiv |",
                          "|---|---|---|---|---|---|---|"]
             sections += [f"| {r['versus']} | {shown[r['metric']]} | {r['difference']:.3g} | [{r['ci_low']:.3g}, "
