@@ -52,7 +52,7 @@ REGISTRY: dict[str, str] = {
 DEFAULT_VARIANT = "dualdiv_corrected"
 WALKS = ("dualdiv_walk", "dualdiv_basewalk")
 # External packages run in environments of their own (dualdiv.generators.peers): their `python` setting
-PEERS = ("tsgm_vae", "tsgm_timegan", "sdv_par")
+PEERS = tuple(key for key, target in REGISTRY.items() if target.startswith("peers:"))
 
 
 def register(key: str) -> Callable[[type], type]:

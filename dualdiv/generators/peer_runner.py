@@ -55,20 +55,24 @@ def _to_sequences(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(images, (0, 2, 1)), dtype=np.float32)
 
 
+def _scaled(images: np.ndarray):
+    """TSGM's inputs: (n, time, channels) scaled per channel into [0, 1] by its own scaler, and the scaler."""
+    import tsgm
+
+    scaler = tsgm.utils.TSFeatureWiseScaler((0, 1))
+    return scaler.fit_transform(_to_sequences(images)).astype(np.float32), scaler
+
+
 def fit_tsgm_vae(images, n_samples, fit_seed, sample_seed, budget_s, threads, options):
     keras = _keras(fit_seed, threads)
     import tsgm
 
-    data = _to_sequences(images)
-    scaler = tsgm.utils.TSFeatureWiseScaler((0, 1))
-    scaled = scaler.fit_transform(data).astype(np.float32)
-    architecture = tsgm.models.zoo["vae_conv5"](seq_len=data.shape[1], feat_dim=data.shape[2],
+    scaled, scaler = _scaled(images)
+    architecture = tsgm.models.zoo["vae_conv5"](seq_len=scaled.shape[1], feat_dim=scaled.shape[2],
                                                 latent_dim=int(options.get("latent_dim", 8)))
     vae = tsgm.models.cvae.BetaVAE(architecture.encoder, architecture.decoder, beta=float(options.get("beta", 1.0)))
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate=float(options.get("learning_rate", 0.001))))
-    started = time.perf_counter()
-
-    epochs = int(options.get("epochs", 300))
+    started, epochs = time.perf_counter(), int(options.get("epochs", 300))
 
     class Budget(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -88,11 +92,9 @@ def fit_tsgm_timegan(images, n_samples, fit_seed, sample_seed, budget_s, threads
     keras = _keras(fit_seed, threads)
     import tsgm
 
-    data = _to_sequences(images)
-    scaler = tsgm.utils.TSFeatureWiseScaler((0, 1))
-    scaled = scaler.fit_transform(data).astype(np.float32)
-    model = tsgm.models.timeGAN.TimeGAN(seq_len=data.shape[1], module="gru",
-                                        hidden_dim=int(options.get("hidden_dim", 24)), n_features=data.shape[2],
+    scaled, scaler = _scaled(images)
+    model = tsgm.models.timeGAN.TimeGAN(seq_len=scaled.shape[1], module="gru",
+                                        hidden_dim=int(options.get("hidden_dim", 24)), n_features=scaled.shape[2],
                                         n_layers=int(options.get("n_layers", 3)),
                                         batch_size=int(options.get("batch_size", min(128, len(scaled)))))
     model.compile()
@@ -153,18 +155,12 @@ def fit_sdv_par(images, n_samples, fit_seed, sample_seed, budget_s, threads, opt
                     **{column: {"sdtype": "numerical"} for column in columns}},
         "sequence_key": "series", "sequence_index": "t"}}})
 
-    def fitted(epochs: int, seed: int):
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        synthesizer = PARSynthesizer(metadata, epochs=epochs, verbose=False,
-                                     enforce_min_max_values=bool(options.get("enforce_min_max_values", True)),
-                                     cuda=False)
-        synthesizer.fit({"series": table})  # SDV 2: a table name → its DataFrame
-        return synthesizer
-
-    started = time.perf_counter()
-    epochs = int(options.get("epochs", 128))
-    synthesizer = fitted(epochs, fit_seed)
+    started, epochs = time.perf_counter(), int(options.get("epochs", 128))
+    np.random.seed(fit_seed)
+    torch.manual_seed(fit_seed)
+    synthesizer = PARSynthesizer(metadata, epochs=epochs, verbose=False,
+                                 enforce_min_max_values=bool(options.get("enforce_min_max_values", True)), cuda=False)
+    synthesizer.fit({"series": table})  # SDV 2: a table name → its DataFrame
     fit_s = time.perf_counter() - started
     np.random.seed(sample_seed)
     torch.manual_seed(sample_seed)
@@ -219,8 +215,8 @@ def main(request_path: str) -> int:
                                       int(request["sample_seed"]), float(request["budget_s"]),
                                       int(request.get("threads", 1)), dict(request.get("options") or {}))
     generated = np.transpose(np.asarray(generated, dtype=np.float32), (0, 2, 1))  # back to (n, channels, time)
-    report |= {"total_s": time.perf_counter() - started, "sample_s": time.perf_counter() - started - report["fit_s"],
-               "versions": _versions(model), "n_train": n}
+    total_s = time.perf_counter() - started
+    report |= {"total_s": total_s, "sample_s": total_s - report["fit_s"], "versions": _versions(model), "n_train": n}
     np.savez(request["out"], images=generated)
     with open(request["report"], "w") as handle:
         json.dump(report, handle, sort_keys=True, default=float)

@@ -44,7 +44,7 @@ class Peer(Generator):
     budget_s: ceiling on the wall seconds of training (a model stops there, see ``peer_runner``).
     timeout_s: the subprocess is killed after this long (default: 3 × budget_s + 1 800 s for sampling).
     threads: CPU threads of the peer's torch (1: deterministic, as every other job of the pipeline).
-    options: the model's own settings (e.g. ``latent_dim``, ``max_epochs``), passed through.
+    options: the model's own settings (e.g. ``epochs``, ``steps``, ``latent_dim``), passed through.
     """
 
     def __init__(self, model: str = "numpy_gaussian", python: str | None = None, budget_s: float = 300.0,
@@ -56,21 +56,28 @@ class Peer(Generator):
         self.threads = threads
         self.options = options
 
+    @property
+    def _name(self) -> str:
+        return self.key or self.model
+
+    @property
+    def _interpreter(self) -> str:
+        return self.python or sys.executable
+
     def fit(self, images, seed=0):
         if not float(self.budget_s) > 0:
-            raise ConfigError(f"{self.key or self.model}: budget_s must be > 0 seconds, got {self.budget_s!r}")
-        python = self.python or sys.executable
-        if not os.access(python, os.X_OK):
-            raise ConfigError(f"{self.key or self.model}: python {python!r} is not an executable interpreter "
+            raise ConfigError(f"{self._name}: budget_s must be > 0 seconds, got {self.budget_s!r}")
+        if not os.access(self._interpreter, os.X_OK):
+            raise ConfigError(f"{self._name}: python {self._interpreter!r} is not an executable interpreter "
                               "(the peer's own environment, see benchmarks/PEERS.md)")
-        self.train_ = check_images(images, self.key or self.model, dtype=np.float32)
+        self.train_ = check_images(images, self._name, dtype=np.float32)
         self.seed_ = int(seed)
         return self
 
     def sample(self, n: int, seed: int) -> tuple[np.ndarray, list[dict]]:
+        name = self._name
         if n < 1:
-            raise ConfigError(f"{self.key or self.model}: number of samples must be ≥ 1, got {n}")
-        name = self.key or self.model
+            raise ConfigError(f"{name}: number of samples must be ≥ 1, got {n}")
         timeout = self.timeout_s if self.timeout_s is not None else 3 * float(self.budget_s) + 1800
         with tempfile.TemporaryDirectory(prefix="dualdiv-peer-") as folder:
             folder = Path(folder)
@@ -83,7 +90,7 @@ class Peer(Generator):
             environment = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS=str(self.threads),
                                MKL_NUM_THREADS=str(self.threads))
             try:
-                done = subprocess.run([self.python or sys.executable, "-I", str(RUNNER), str(folder / "request.json")],
+                done = subprocess.run([self._interpreter, "-I", str(RUNNER), str(folder / "request.json")],
                                       capture_output=True, text=True, timeout=timeout, env=environment)
             except subprocess.TimeoutExpired:
                 raise RuntimeError(f"{name}: the peer did not finish within timeout_s = {timeout:.0f} s") from None
