@@ -131,12 +131,17 @@ def methods(dataset):
     return dataset_settings(config, dataset, "sample")["methods"]
 
 
+def first_unit(dataset):
+    """The pipeline of a data set that draws its figures: the data set's own, or its first fold unit."""
+    return next(unit for unit, of in UNITS.items() if of == dataset)
+
+
 def all_targets():
     """Figures and exports of each data set's pipeline (of its first fold unit when cross-fitted), and the
     summary (which needs every pipeline's evaluations)."""
     targets = []
     for dataset in DATASETS:
-        first = next(unit for unit, of in UNITS.items() if of == dataset)
+        first = first_unit(dataset)
         targets += [f"{RESULTS}/{first}/figures/{name}" for name in FIGURES]
         targets += export_targets(first)
     return targets + [f"{RESULTS}/summary.csv"]

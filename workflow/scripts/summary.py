@@ -8,7 +8,7 @@ from dualdiv.stages.runner import run_script
 def main(smk):
     by_dataset = {}
     results = Path(smk.output.csv).parent
-    for path in smk.input:  # results/{dataset or fold unit}/eval/{method}.json, in the config's method order
+    for path in smk.input.evaluations:  # results/{dataset or fold unit}/eval/{method}.json, in the methods' order
         unit = Path(path).parent.parent.relative_to(results).as_posix()
         by_dataset.setdefault(unit, {})[Path(path).stem] = path
     write_summary(by_dataset, smk.output.csv, headline=smk.output.md, paired=smk.output.paired)
