@@ -119,8 +119,10 @@ def test_changed_step_setting_reruns_only_that_step_and_dual(finished):
         assert handle["F_reference"].shape == (50,)
     (tiny / "tiny3.yaml").write_text(tiny_config(estimate_extra={"steps": {"2": {"max_iterations": 30}}}))
     dry = run("--configfile", "tiny3.yaml", "-n")
-    # step 2, then what depends on F: dual, localize, figures (not the samples of the default variant)
-    assert sorted(dry_run_jobs(dry)) == ["all", "dual", "figures", "localize", "path_step"], dry_run_jobs(dry)
+    # step 2, then what depends on F: dual, localize, figures (not the samples of the default variant), and the
+    # summary, whose summary.md shows the TC of dual's divergence.json
+    assert sorted(dry_run_jobs(dry)) == ["all", "dual", "figures", "localize", "path_step", "summary"], \
+        dry_run_jobs(dry)
     assert "step=2" in dry.stdout + dry.stderr and "step=1" not in dry.stdout + dry.stderr
 
 
