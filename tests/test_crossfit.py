@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dualdiv.core.errors import ConfigError, InputError
-from dualdiv.estimators.critics import Critic, CriticSettings, FoldEnsemble, HybridCritic
+from dualdiv.estimators.critics import BilinearCritic, Critic, CriticSettings, FoldEnsemble, HybridCritic
 from dualdiv.estimators.dualspace import DualSpace
 from dualdiv.estimators.path import (
     StepSettings,
@@ -111,12 +111,15 @@ def test_folds_need_enough_images_and_a_positive_count():
         train_step(np.zeros((7, 1, 3), np.float32), make_plan((1, 3), 1), 1, StepSettings(folds=4))
 
 
+@pytest.mark.parametrize("kind", ["hybrid", "bilinear"])
 @pytest.mark.parametrize(("shape", "order"), [((6, 9), "time"), ((1, 20), "time"), ((4, 5), "random")])
-def test_hybrid_critic_fast_path_is_the_function_of_the_whole_planes(shape, order):
+def test_hybrid_critic_fast_path_is_the_function_of_the_whole_planes(shape, order, kind):
     """The fast path (windows, strips and means gathered from the images, Q rows' tested pixel
-    replaced) equals the critic on the full planes; the global branch sees far channels and times."""
+    replaced) equals the critic on the full planes, at the borders too; the global branch sees far
+    channels and times. The same for the bilinear critic, built on the hybrid's inputs."""
     torch.manual_seed(0)
-    critic = HybridCritic(CriticSettings(kind="hybrid", channels=4, hidden=16, dropout=0.0, strip=1), shape).eval()
+    settings = CriticSettings(kind=kind, channels=4, hidden=16, dropout=0.0, strip=1, rank=4, value_hidden=8)
+    critic = {"hybrid": HybridCritic, "bilinear": BilinearCritic}[kind](settings, shape).eval()
     rank = pixel_rank(make_plan(shape, 1, order, seed=2))
     x = torch.randn(6, shape[0] * shape[1])
     position = torch.randint(len(rank), (9,))

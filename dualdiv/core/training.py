@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:  # only an annotation: the loop itself needs torch and tqdm alone
     import numpy as np
 
-__all__ = ["Checkpoint", "LoopSettings", "TrainResult", "descend", "resolve_device", "seeded", "torch_generator",
-           "torch_threads", "train"]
+__all__ = ["Checkpoint", "LoopSettings", "TrainResult", "anneal", "descend", "resolve_device", "seeded",
+           "torch_generator", "torch_threads", "train"]
 
 NO_BEST = ("last", "initial")
 
@@ -86,6 +86,20 @@ def torch_threads(threads: int) -> Iterator[None]:
 def torch_generator(rng: np.random.Generator) -> torch.Generator:
     """A torch generator seeded from a numpy generator (one draw from it)."""
     return torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+
+def anneal(optimizer: torch.optim.Optimizer, base: float, final_fraction: float, horizon: int) -> None:
+    """Set every group's learning rate on a cosine from ``base`` to ``final_fraction`` · base over ``horizon``
+    optimiser steps (constant after). The step count is read from the optimiser's own state (Adam's
+    "step"), so a run resumed from a checkpoint continues the same schedule."""
+    if final_fraction == 1:
+        return
+    states = [optimizer.state[p] for group in optimizer.param_groups for p in group["params"] if p in optimizer.state]
+    done = float(states[0]["step"]) if states and "step" in states[0] else 0.0
+    progress = min(done / max(horizon, 1), 1.0)
+    rate = base * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+    for group in optimizer.param_groups:
+        group["lr"] = rate
 
 
 def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:

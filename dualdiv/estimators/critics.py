@@ -183,13 +183,17 @@ class ConvCritic(Critic):
                                    for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.head = _maybe_sn(nn.Conv2d(settings.channels, 1, 1), settings)
 
-    def _output_map(self, planes: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
-        """Head outputs (B, h − 2r_h, w − 2r_w) of padded planes (B, 4, h, w); inside (B or 1, 1, h, w)."""
+    def _feature_map(self, planes: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """Head outputs (B, outputs, h − 2r_h, w − 2r_w) of padded planes (B, 4, h, w); inside (B or 1, 1, h, w)."""
         hidden, (trim_h, trim_w) = planes, self.trim
         for conv in self.convs:
             inside = inside[..., trim_h:inside.shape[-2] - trim_h, trim_w:inside.shape[-1] - trim_w]
             hidden = functional.elu(conv(hidden)) * inside
-        return (self.head(hidden) * inside)[:, 0]
+        return self.head(hidden) * inside
+
+    def _output_map(self, planes: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """The single head output (B, h − 2r_h, w − 2r_w) of :meth:`_feature_map`."""
+        return self._feature_map(planes, inside)[:, 0]
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         pad = (self.radius[1], self.radius[1], self.radius[0], self.radius[0])
@@ -235,9 +239,11 @@ class HybridCritic(ConvCritic):
     def _global(self, strip: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
         return self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1)).squeeze(-1)
 
-    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+    def _global_inputs(self, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(strip, summary) of :func:`channel_strips` from whole planes (B, 4, H, W), centred on the
+        first tested pixel (row-major)."""
         batch, _, height, width = planes.shape
-        first = planes[:, 3].reshape(batch, -1).argmax(dim=1)  # the first tested pixel, row-major
+        first = planes[:, 3].reshape(batch, -1).argmax(dim=1)
         t0 = first % width
         tt = t0[:, None] + torch.arange(-self.half_width, self.half_width + 1, device=planes.device)[None, :]
         inside = ((tt >= 0) & (tt < width)).to(planes.dtype)  # (B, S)
@@ -245,8 +251,10 @@ class HybridCritic(ConvCritic):
         context = (1 - strip[:, 2] - strip[:, 3])[:, None]
         strip = torch.cat([strip, context], dim=1) * inside[:, None, None, :]
         context_share = (1 - planes[:, 2] - planes[:, 3]).sum(-1)
-        summary = torch.stack([planes[:, 0].sum(-1), context_share], dim=1) / width
-        return super().forward(planes) + self._global(strip, summary)
+        return strip, torch.stack([planes[:, 0].sum(-1), context_share], dim=1) / width
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        return super().forward(planes) + self._global(*self._global_inputs(planes))
 
     def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
                        rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:
@@ -258,6 +266,73 @@ class HybridCritic(ConvCritic):
     def row_elements(self, shape) -> int:
         strip = (N_PLANES + 1) * shape[0] * (2 * self.half_width + 1)
         return super().row_elements(shape) + strip + 2 * shape[0] * shape[1]
+
+
+class BilinearCritic(HybridCritic):
+    """(B, 4, H, W) → (B,): f(x) = g(x_b) · h(rest), a rank-``rank`` product of a function of the tested
+    pixel's value and a function of everything else — single-pixel sub-steps only.
+
+    h is the hybrid critic's two branches (the conv window, the channel strip and per-channel means)
+    with ``rank`` outputs each, summed, on the planes with the tested value zeroed; g is a small
+    ELU MLP of the value (``value_hidden`` wide). The optimal sub-step critic log p(x_b | rest)/p(x_b)
+    has this form exactly for a Gaussian with rank 2 (g = (x_b, x_b²)), and any smooth log ratio
+    is approached as the rank grows. What it buys is training: a batch of m images at one sub-step
+    costs m context passes, and pairing every context with every other image's value gives
+    m(m − 1) samples of that sub-step's Q (the tested pixel from an independent image) instead
+    of a few resampled rows (:meth:`pair_features`; the path's training loss uses them all).
+    """
+
+    pairs = True  # the path's training loss scores every context against every value of a batch
+
+    def __init__(self, settings: CriticSettings, shape):
+        super().__init__(settings, shape)
+        self.head = _maybe_sn(nn.Conv2d(settings.channels, settings.rank, 1), settings)
+        self.global_net = nn.Sequential(*_mlp_layers(self.global_net[0].in_features, settings, settings.rank))
+        self.value_net = nn.Sequential(nn.Linear(1, settings.value_hidden), nn.ELU(),
+                                       nn.Linear(settings.value_hidden, settings.value_hidden), nn.ELU(),
+                                       nn.Linear(settings.value_hidden, settings.rank))
+
+    def pair_features(self, x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape,
+                      rows: torch.Tensor | None = None, center: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h (B, rank), g (B, rank)) of single-pixel sub-steps at order positions ``position`` (B,):
+        h of each row's context, g of its tested value (``center`` when given). x, rows, center: as in
+        :func:`pixel_crops`. g_j · h_i is the critic on image i with image j's tested value."""
+        n_out = len(position)
+        blank = torch.zeros(n_out, dtype=x.dtype, device=x.device)  # h must not see the tested value
+        planes, inside = pixel_crops(x, rank, position, shape, self.radius, rows, blank)
+        local = self._feature_map(planes, inside).sum(dim=(2, 3))
+        strip, summary = channel_strips(x, rank, position, shape, self.half_width, rows, blank)
+        context = local + self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1))
+        if center is None:
+            order = torch.empty_like(rank)
+            order[rank] = torch.arange(len(rank), device=rank.device)
+            pixel = order[position].to(x.device)
+            image = torch.arange(n_out, device=x.device) if rows is None else rows.to(x.device)
+            center = x[image, pixel]
+        return context, self.value_net(center.to(x.dtype)[:, None])
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        tested = planes[:, 3]
+        if bool((tested.flatten(1).sum(dim=1) != 1).any()):
+            raise ValueError("the bilinear critic tests one pixel per row (path substeps 'pixel')")
+        value = planes[:, 1].sum(dim=(1, 2))
+        context_planes = torch.cat([planes[:, :1], torch.zeros_like(planes[:, 1:2]), planes[:, 2:]], dim=1)
+        pad = (self.radius[1], self.radius[1], self.radius[0], self.radius[0])
+        inside = functional.pad(planes.new_ones((1, 1, *planes.shape[2:])), pad)
+        near = functional.max_pool2d(tested[:, None], (2 * self.radius[0] + 1, 2 * self.radius[1] + 1), stride=1,
+                                     padding=self.radius)
+        local = (self._feature_map(functional.pad(context_planes, pad), inside) * near).sum(dim=(2, 3))
+        strip, summary = self._global_inputs(context_planes)
+        context = local + self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1))
+        return (context * self.value_net(value[:, None])).sum(dim=1)
+
+    def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
+                       rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:
+        if not bool((bounds[:, 1] - bounds[:, 0] == 1).all()):
+            raise ValueError("the bilinear critic tests one pixel per sub-step (path substeps 'pixel')")
+        context, value = self.pair_features(x, rank, bounds[:, 0], shape, rows, center)
+        return (context * value).sum(dim=1)
 
 
 class MLPCritic(Critic):
@@ -307,13 +382,13 @@ class FoldEnsemble(Critic):
         return max(member.row_elements(shape) for member in self.members)
 
 
-def _mlp_layers(width: int, settings: CriticSettings) -> list[nn.Module]:
-    """``mlp_layers`` × (Linear to ``hidden``, ELU, dropout) from ``width`` inputs, then a Linear to 1."""
+def _mlp_layers(width: int, settings: CriticSettings, outputs: int = 1) -> list[nn.Module]:
+    """``mlp_layers`` × (Linear to ``hidden``, ELU, dropout) from ``width`` inputs, then a Linear to ``outputs``."""
     layers = []
     for _ in range(settings.mlp_layers):
         layers += [_maybe_sn(nn.Linear(width, settings.hidden), settings), nn.ELU(), nn.Dropout(settings.dropout)]
         width = settings.hidden
-    return [*layers, _maybe_sn(nn.Linear(width, 1), settings)]
+    return [*layers, _maybe_sn(nn.Linear(width, outputs), settings)]
 
 
 def _maybe_sn(layer: nn.Module, settings: CriticSettings) -> nn.Module:
@@ -326,4 +401,6 @@ def build_critic(settings: CriticSettings, shape) -> nn.Module:
         return MLPCritic(settings, tuple(shape))
     if settings.kind == "hybrid":
         return HybridCritic(settings, tuple(shape))
+    if settings.kind == "bilinear":
+        return BilinearCritic(settings, tuple(shape))
     return ConvCritic(settings, tuple(shape))

@@ -42,8 +42,8 @@ from torch import nn
 from torch.nn import functional
 
 from dualdiv.core.checks import check_images
-from dualdiv.core.errors import InputError
-from dualdiv.core.training import Checkpoint, LoopSettings, descend, resolve_device, seeded, train
+from dualdiv.core.errors import ConfigError, InputError
+from dualdiv.core.training import Checkpoint, LoopSettings, anneal, descend, resolve_device, seeded, train
 from dualdiv.estimators.critics import ConstantCritic, CriticSettings, FoldEnsemble, build_critic, substep_input
 from dualdiv.estimators.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
 from dualdiv.estimators.plan import ORDERS, SUBSTEPS, check_plan, make_plan  # noqa: F401 (re-exported)
@@ -168,13 +168,16 @@ def _batch_loss(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, bo
     n_sub, n_rows, n_q = settings.substeps_per_batch, settings.rows_per_substep, settings.q_per_p
     n, n_pixels = x.shape
     pick = torch.randint(len(bounds), (n_sub,), generator=generator)
+    single = bool((bounds[:, 1] - bounds[:, 0] == 1).all())
+    if single and getattr(model, "pairs", False):
+        return _pairs_loss(model, x, shape, rank, bounds[pick, 0], settings, generator)
     base = torch.randint(n, (n_sub, n_rows), generator=generator)
     # rows: the data rows of all sub-steps, then n_q more copies of them to be resampled
     rows = base.reshape(-1).repeat(1 + n_q)
     substep_of_row = torch.arange(n_sub).repeat_interleave(n_rows).repeat(1 + n_q)
     is_q = torch.arange(len(rows)) >= n_sub * n_rows
     row_bounds = bounds[pick][substep_of_row].to(rank.device)  # (rows, 2)
-    if bool((bounds[:, 1] - bounds[:, 0] == 1).all()):
+    if single:
         # single-pixel sub-steps swap one pixel per Q row: draw that pixel's donor only (the same
         # law as a donor per pixel, at 1/P of the random numbers and no (rows, P) gather)
         donors = torch.randint(n, (int(is_q.sum()),), generator=generator).to(x.device)
@@ -197,6 +200,24 @@ def _batch_loss(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, bo
     if settings.loss == "logistic":
         # balanced logistic loss: minimised by f = log p/q exactly, with gradients free of the
         # DV bound's exponential weights (far less noisy on small batches)
+        return (functional.softplus(-f_p).mean(dim=1) + functional.softplus(f_q).mean(dim=1)).sum()
+    return -dv_bound(f_p, f_q).sum()
+
+
+def _pairs_loss(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, positions: torch.Tensor,
+                settings: StepSettings, generator: torch.Generator) -> torch.Tensor:
+    """The batch loss of a critic g(x_b) · h(rest) (``model.pairs``) at single-pixel sub-steps ``positions``
+    (n_sub,): m = rows_per_substep distinct training images per sub-step, each context paired with
+    its own tested value (P) and with the other m − 1 images' (Q: the tested pixel from an independent
+    image, the sub-step's reference law) — m context passes for m(m − 1) Q samples."""
+    n_sub, m = len(positions), min(settings.rows_per_substep, len(x))
+    rows = torch.rand(n_sub, len(x), generator=generator).argsort(dim=1)[:, :m]  # without replacement
+    context, value = model.pair_features(x, rank, positions.repeat_interleave(m).to(rank.device), shape,
+                                         rows=rows.reshape(-1).to(x.device))
+    scores = torch.einsum("sie,sje->sij", context.reshape(n_sub, m, -1), value.reshape(n_sub, m, -1))
+    own = torch.eye(m, dtype=torch.bool, device=x.device)
+    f_p, f_q = scores[:, own], scores[:, ~own]  # (n_sub, m), (n_sub, m(m − 1))
+    if settings.loss == "logistic":
         return (functional.softplus(-f_p).mean(dim=1) + functional.softplus(f_q).mean(dim=1)).sum()
     return -dv_bound(f_p, f_q).sum()
 
@@ -315,6 +336,9 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     started = time.perf_counter()
     settings = settings or StepSettings()
     check_plan(plan, step)
+    if settings.critic.kind == "bilinear" and plan["substeps"] != "pixel":
+        raise ConfigError(f"path step {step}: critic kind 'bilinear' tests one pixel per sub-step; "
+                          f"the plan's substeps are {plan['substeps']!r} (use substeps 'pixel')")
     images = _plan_images(images, plan, step)
     shape, bounds = tuple(plan["shape"]), substep_bounds(plan, step)
     device = resolve_device(device)
@@ -335,6 +359,7 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
 
         # the closures run inside this fold's iteration only, on this fold's model, optimizer and batches
         def batch_step(x_train=x_train):
+            anneal(optimizer, settings.learning_rate, settings.final_lr_fraction, settings.max_iterations)  # noqa: B023
             return descend(optimizer, _batch_loss(model, x_train, shape, rank, bounds, settings, batches))  # noqa: B023
 
         def validate(x_val=x_val, fold=fold):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from dualdiv.core.errors import ConfigError
 
-KINDS = ("auto", "conv", "mlp", "hybrid")
+KINDS = ("auto", "conv", "mlp", "hybrid", "bilinear")
 LOSSES = ("dv", "logistic")
 
 
@@ -22,11 +22,13 @@ class CriticSettings:
 
     kind: "conv" (local window), "mlp" (whole image), "hybrid" (the conv window plus an MLP on
         every channel near the tested time and per-channel means of the rest: local and global
-        dependence), or "auto" (the caller decides — see
+        dependence), "bilinear" (g(tested value) · h(the hybrid's inputs without it), trained on every
+        pairing of a batch's contexts and values; single-pixel sub-steps only), or "auto" (the caller decides — see
         :meth:`dualdiv.estimators.dualspace.DualSpace.step_settings`).
     channels, kernel, conv_layers: conv critic width, square kernel size (odd), depth (conv, hybrid).
     hidden, mlp_layers, dropout: MLP width, depth, dropout rate (mlp; the hybrid's global branch).
     strip: the hybrid's channel strip reaches this many time points either side of the tested one.
+    rank, value_hidden: the bilinear critic's g(x_b) · h(rest) width and the width of its value MLP g.
     spectral_norm: spectrally normalise every layer.
     weight_decay: decoupled (AdamW) weight decay used when training the critic.
     """
@@ -39,6 +41,8 @@ class CriticSettings:
     mlp_layers: int = 2
     dropout: float = 0.1
     strip: int = 2
+    rank: int = 16
+    value_hidden: int = 32
     spectral_norm: bool = False
     weight_decay: float = 0.01
 
@@ -47,8 +51,8 @@ class CriticSettings:
             raise ConfigError(f"critic.kind: must be one of {KINDS}, got {self.kind!r}")
         if self.kernel < 1 or self.kernel % 2 == 0:
             raise ConfigError(f"critic.kernel: must be odd and ≥ 1, got {self.kernel}")
-        if min(self.channels, self.conv_layers, self.hidden, self.mlp_layers) < 1:
-            raise ConfigError("critic.channels, conv_layers, hidden, mlp_layers: must be ≥ 1")
+        if min(self.channels, self.conv_layers, self.hidden, self.mlp_layers, self.rank, self.value_hidden) < 1:
+            raise ConfigError("critic.channels, conv_layers, hidden, mlp_layers, rank, value_hidden: must be ≥ 1")
         if self.strip < 0:
             raise ConfigError(f"critic.strip: must be ≥ 0, got {self.strip}")
         if not 0 <= self.dropout < 1:
@@ -68,6 +72,10 @@ class StepSettings:
         this many random sub-steps, each on this many data rows and q_per_p resampled
         rows per data row.
     learning_rate: AdamW learning rate (weight decay from ``critic.weight_decay``).
+    final_lr_fraction: the learning rate falls on a cosine to this fraction of ``learning_rate`` at
+        ``max_iterations`` (1: constant). A falling rate lets the critic settle instead of wandering
+        at the noise level of its batches, which also makes the validation curve, hence the
+        stopping, less noisy.
     loss: what the critic is trained on: "dv" (minus the summed DV bounds) or "logistic" (the
         balanced logistic loss of telling P rows from Q rows, minimised by the same log p/q); the
         held-out score is the DV bound either way.
@@ -92,6 +100,7 @@ class StepSettings:
     rows_per_substep: int = 32
     q_per_p: int = 2
     learning_rate: float = 3e-3
+    final_lr_fraction: float = 1.0
     loss: str = "dv"
     val_fraction: float = 0.2
     folds: int = 1
@@ -115,6 +124,8 @@ class StepSettings:
             raise ConfigError(f"path.eval_substeps: must be ≥ 1 or null, got {self.eval_substeps}")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"path.val_fraction: must be in (0, 1), got {self.val_fraction}")
+        if not 0 < self.final_lr_fraction <= 1:
+            raise ConfigError(f"path.final_lr_fraction: must be in (0, 1], got {self.final_lr_fraction}")
         if self.learning_rate <= 0:
             raise ConfigError(f"path.learning_rate: must be > 0, got {self.learning_rate}")
         if self.loss not in LOSSES:
