@@ -4,7 +4,8 @@ For x ~ N(0, R) with unit variances, TC(x) = −½ log det R (nats). Two familie
 equicorrelated (R_ij = ρ, no spatial order) and AR(1) (R_ij = φ^|i−j|, local), with
 ρ or φ solved for the requested TC. Methods (``--methods``):
 
-  path-{mlp|conv}-K{K}-{order}   the path estimator (dualdiv.estimators.dualspace.estimate_tc), K blocks of
+  path-{critic}-K{K}-{order}[-F{k}]  the path estimator (critic mlp, conv, hybrid or bilinear; k cross-fitting folds)
+                                  (dualdiv.estimators.dualspace.estimate_tc), K blocks of
                                  single-pixel sub-steps; mlp on (n, d), conv on (n, 1, d)
   single-{mlp|conv}              one critic, no path: plain DV between P and the product of
                                  marginals (K = 1, block sub-steps), same critic family;
@@ -40,14 +41,15 @@ from scipy.special import digamma, gammaln
 from dualdiv.estimators.critics import Critic
 from dualdiv.estimators.dualspace import DualSpace, estimate_tc
 from dualdiv.estimators.path import StepSettings, make_plan, score_step, standardise_pixels
+from dualdiv.estimators.settings import THOROUGH_TRAINING
 
 # The budget every table of ESTIMATE_GAUSSIAN.md was measured with (the defaults of StepSettings
 # before they became the pipeline's smaller budget: 600 iterations, 32 rows, validation every 50).
 BENCHMARK_TRAINING = StepSettings(max_iterations=3000, rows_per_substep=64, eval_every=100, patience=5,
                                   eval_resamplings=4, final_resamplings=20, checkpoint_every=100)
-# The bilinear critic's budget (#21): 3000 iterations of 8 sub-steps × 32 images (every context with every
-# value), the learning rate annealed to 5 % on a cosine, validation every 100 with patience 5.
-ANNEALED_TRAINING = StepSettings(max_iterations=3000, eval_every=100, patience=5, final_lr_fraction=0.05)
+# --budget annealed: `dualdiv estimate --budget thorough`'s budget (3000 iterations, learning rate annealed
+# to 5 %), with the method's critic kind
+ANNEALED_TRAINING = replace(THOROUGH_TRAINING, critic=StepSettings().critic)
 
 
 def equicorrelated(d: int, tc: float) -> np.ndarray:

@@ -137,3 +137,23 @@ def test_every_stage_chains_from_the_cli(tmp_path, capsys, one_torch_thread):
                                    rtol=1e-6, atol=1e-6)
     main(["path", f"{t}/tiles.h5", "-o", f"{t}/path", "--step", "2", *c])  # one step alone, as a cluster job
     assert "step_2: D =" in capsys.readouterr().out
+
+
+def test_estimate_thorough_budget_trains_the_bilinear_critic(tmp_path, capsys, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from dualdiv.estimators import path
+
+    kinds = []
+    original = path.train_step
+    monkeypatch.setattr(path, "train_step", lambda *a, **k: kinds.append(a[3].critic.kind) or original(*a, **k))
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 2, 1))
+    np.save(tmp_path / "x.npy", z + 0.5 * rng.normal(size=(60, 2, 6)))  # channels share a common level
+    assert main(["estimate", str(tmp_path / "x.npy"), "--steps", "1", "--budget", "thorough",
+                 "--max-iterations", "40"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert np.isfinite(result["tc"]) and result["steps"][0]["iterations"] <= 40
+    assert kinds == ["bilinear"]

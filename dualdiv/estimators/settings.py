@@ -134,6 +134,16 @@ class StepSettings:
             raise ConfigError(f"path.on_failed_critic: must be 'constant' or 'error', got {self.on_failed_critic!r}")
 
 
+# The longer budget of `dualdiv estimate --budget thorough` and benchmarks/estimate_gaussian.py
+# --budget annealed (#21): the bilinear critic (every context of a batch against every value), 3000
+# iterations with the learning rate annealed to 5 %, validation every 100 with patience 5. Measured on
+# Gaussians, N = 500, K = 1, one split, 3 seeds (benchmarks/ESTIMATE_GAUSSIAN.md): AR(1) and
+# equicorrelated d = 64 −3.7 % and −3.5 %, separable 4 × 64 −3.7 %, 8 × 8 −9 %, 16 × 16 −15 %;
+# 10–120 s a step on one core (the pipeline's default budget: −6 %, −23 %, …, 8 × 8 −19 %).
+THOROUGH_TRAINING = StepSettings(critic=CriticSettings(kind="bilinear"), max_iterations=3000, eval_every=100,
+                                 patience=5, final_lr_fraction=0.05)
+
+
 def resolve_critic(settings: StepSettings, vectors: bool = False) -> StepSettings:
     """``settings`` with critic kind "auto" made concrete: an MLP for (n, d) vectors, else the conv critic."""
     if settings.critic.kind != "auto":
