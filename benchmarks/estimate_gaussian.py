@@ -47,9 +47,9 @@ from dualdiv.estimators.settings import THOROUGH_TRAINING
 # before they became the pipeline's smaller budget: 600 iterations, 32 rows, validation every 50).
 BENCHMARK_TRAINING = StepSettings(max_iterations=3000, rows_per_substep=64, eval_every=100, patience=5,
                                   eval_resamplings=4, final_resamplings=20, checkpoint_every=100)
-# --budget annealed: `dualdiv estimate --budget thorough`'s budget (3000 iterations, learning rate annealed
-# to 5 %), with the method's critic kind
-ANNEALED_TRAINING = replace(THOROUGH_TRAINING, critic=StepSettings().critic)
+# --budget annealed: `dualdiv estimate --budget thorough`'s settings (3000 iterations, learning rate annealed
+# to 5 %, channel-relative global inputs), with the method's critic kind
+ANNEALED_TRAINING = THOROUGH_TRAINING
 
 
 def equicorrelated(d: int, tc: float) -> np.ndarray:

@@ -110,3 +110,12 @@ def test_annealed_learning_rate_follows_the_optimizer_step_count():
     assert resumed.param_groups[0]["lr"] == pytest.approx(0.005)
     with pytest.raises(ConfigError, match="final_lr_fraction"):
         StepSettings(final_lr_fraction=0)
+
+
+def test_relative_channels_put_the_tested_channel_first_and_keep_its_identity():
+    critic = BilinearCritic(CriticSettings(kind="bilinear", relative_channels=True, strip=0), (3, 4))
+    strip = torch.arange(3.0).reshape(1, 1, 3, 1).expand(2, 5, 3, 1)  # row r holds channel r
+    summary = torch.arange(3.0).reshape(1, 1, 3).expand(2, 2, 3)
+    rolled, extra = critic._frame(strip, summary, torch.tensor([0, 2]))
+    assert rolled[0, 0, :, 0].tolist() == [0, 1, 2] and rolled[1, 0, :, 0].tolist() == [2, 0, 1]
+    assert extra[1, 0].tolist() == [2, 0, 1] and extra[:, 2].tolist() == [[1, 0, 0], [0, 0, 1]]

@@ -111,14 +111,16 @@ def test_folds_need_enough_images_and_a_positive_count():
         train_step(np.zeros((7, 1, 3), np.float32), make_plan((1, 3), 1), 1, StepSettings(folds=4))
 
 
-@pytest.mark.parametrize("kind", ["hybrid", "bilinear"])
+@pytest.mark.parametrize(("kind", "relative"), [("hybrid", False), ("bilinear", False), ("bilinear", True),
+                                                ("hybrid", True)])
 @pytest.mark.parametrize(("shape", "order"), [((6, 9), "time"), ((1, 20), "time"), ((4, 5), "random")])
-def test_hybrid_critic_fast_path_is_the_function_of_the_whole_planes(shape, order, kind):
+def test_hybrid_critic_fast_path_is_the_function_of_the_whole_planes(shape, order, kind, relative):
     """The fast path (windows, strips and means gathered from the images, Q rows' tested pixel
     replaced) equals the critic on the full planes, at the borders too; the global branch sees far
     channels and times. The same for the bilinear critic, built on the hybrid's inputs."""
     torch.manual_seed(0)
-    settings = CriticSettings(kind=kind, channels=4, hidden=16, dropout=0.0, strip=1, rank=4, value_hidden=8)
+    settings = CriticSettings(kind=kind, channels=4, hidden=16, dropout=0.0, strip=1, rank=4, value_hidden=8,
+                              relative_channels=relative)
     critic = {"hybrid": HybridCritic, "bilinear": BilinearCritic}[kind](settings, shape).eval()
     rank = pixel_rank(make_plan(shape, 1, order, seed=2))
     x = torch.randn(6, shape[0] * shape[1])

@@ -231,17 +231,41 @@ class HybridCritic(ConvCritic):
 
     def __init__(self, settings: CriticSettings, shape):
         super().__init__(settings, shape)
-        self.half_width = settings.strip
+        self.half_width, self.relative = settings.strip, settings.relative_channels
         height = shape[0]
-        width = (N_PLANES + 1) * height * (2 * self.half_width + 1) + 2 * height
+        width = (N_PLANES + 1) * height * (2 * self.half_width + 1) + (3 if self.relative else 2) * height
         self.global_net = nn.Sequential(*_mlp_layers(width, settings))
+
+    def _frame(self, strip: torch.Tensor, summary: torch.Tensor, channel: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """With ``relative_channels``: strip (B, 5, H, S) and summary (B, 2, H) rolled so that row r is
+        channel (tested + r) mod H, plus a third summary row, the tested channel one-hot (B, 1, H)
+        in absolute order. Channel-relative inputs let one set of weights serve every channel
+        (what the conv branch gets from translation); the one-hot keeps channel identity."""
+        if not self.relative:
+            return strip, summary
+        height = strip.shape[2]
+        rows = (torch.arange(height, device=strip.device)[None, :] + channel[:, None]) % height  # (B, H)
+        strip = strip.gather(2, rows[:, None, :, None].expand_as(strip))
+        summary = summary.gather(2, rows[:, None, :].expand_as(summary))
+        one_hot = functional.one_hot(channel, height).to(summary.dtype)[:, None, :]
+        return strip, torch.cat([summary, one_hot], dim=1)
+
+    def _strips(self, x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape,
+                rows: torch.Tensor | None = None, center: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global branch's inputs of single-pixel sub-steps: :func:`channel_strips`, in :meth:`_frame`."""
+        strip, summary = channel_strips(x, rank, position, shape, self.half_width, rows, center)
+        order = torch.empty_like(rank)
+        order[rank] = torch.arange(len(rank), device=rank.device)
+        return self._frame(strip, summary, order[position].to(x.device) // shape[1])
 
     def _global(self, strip: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
         return self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1)).squeeze(-1)
 
     def _global_inputs(self, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(strip, summary) of :func:`channel_strips` from whole planes (B, 4, H, W), centred on the
-        first tested pixel (row-major)."""
+        first tested pixel (row-major), in :meth:`_frame`."""
         batch, _, height, width = planes.shape
         first = planes[:, 3].reshape(batch, -1).argmax(dim=1)
         t0 = first % width
@@ -251,7 +275,8 @@ class HybridCritic(ConvCritic):
         context = (1 - strip[:, 2] - strip[:, 3])[:, None]
         strip = torch.cat([strip, context], dim=1) * inside[:, None, None, :]
         context_share = (1 - planes[:, 2] - planes[:, 3]).sum(-1)
-        return strip, torch.stack([planes[:, 0].sum(-1), context_share], dim=1) / width
+        summary = torch.stack([planes[:, 0].sum(-1), context_share], dim=1) / width
+        return self._frame(strip, summary, first // width)
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         return super().forward(planes) + self._global(*self._global_inputs(planes))
@@ -261,11 +286,11 @@ class HybridCritic(ConvCritic):
         if not bool((bounds[:, 1] - bounds[:, 0] == 1).all()):
             return Critic.substep_values(self, x, rank, bounds, shape, rows, center)
         local = super().substep_values(x, rank, bounds, shape, rows, center)
-        return local + self._global(*channel_strips(x, rank, bounds[:, 0], shape, self.half_width, rows, center))
+        return local + self._global(*self._strips(x, rank, bounds[:, 0], shape, rows, center))
 
     def row_elements(self, shape) -> int:
         strip = (N_PLANES + 1) * shape[0] * (2 * self.half_width + 1)
-        return super().row_elements(shape) + strip + 2 * shape[0] * shape[1]
+        return super().row_elements(shape) + strip + 2 * shape[0] * shape[1] + self.relative * shape[0]
 
 
 class BilinearCritic(HybridCritic):
@@ -302,7 +327,7 @@ class BilinearCritic(HybridCritic):
         blank = torch.zeros(n_out, dtype=x.dtype, device=x.device)  # h must not see the tested value
         planes, inside = pixel_crops(x, rank, position, shape, self.radius, rows, blank)
         local = self._feature_map(planes, inside).sum(dim=(2, 3))
-        strip, summary = channel_strips(x, rank, position, shape, self.half_width, rows, blank)
+        strip, summary = self._strips(x, rank, position, shape, rows, blank)
         context = local + self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1))
         if center is None:
             order = torch.empty_like(rank)

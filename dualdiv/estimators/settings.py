@@ -28,6 +28,8 @@ class CriticSettings:
     channels, kernel, conv_layers: conv critic width, square kernel size (odd), depth (conv, hybrid).
     hidden, mlp_layers, dropout: MLP width, depth, dropout rate (mlp; the hybrid's global branch).
     strip: the hybrid's channel strip reaches this many time points either side of the tested one.
+    relative_channels: the global branch (hybrid, bilinear) sees the channels in the order tested + 0,
+        + 1, … (mod H) and the tested channel one-hot, so its weights are shared across channels.
     rank, value_hidden: the bilinear critic's g(x_b) · h(rest) width and the width of its value MLP g.
     spectral_norm: spectrally normalise every layer.
     weight_decay: decoupled (AdamW) weight decay used when training the critic.
@@ -41,6 +43,7 @@ class CriticSettings:
     mlp_layers: int = 2
     dropout: float = 0.1
     strip: int = 2
+    relative_channels: bool = False
     rank: int = 16
     value_hidden: int = 32
     spectral_norm: bool = False
@@ -140,8 +143,8 @@ class StepSettings:
 # Gaussians, N = 500, K = 1, one split, 3 seeds (benchmarks/ESTIMATE_GAUSSIAN.md): AR(1) and
 # equicorrelated d = 64 −3.7 % and −3.5 %, separable 4 × 64 −3.7 %, 8 × 8 −9 %, 16 × 16 −15 %;
 # 10–120 s a step on one core (the pipeline's default budget: −6 %, −23 %, …, 8 × 8 −19 %).
-THOROUGH_TRAINING = StepSettings(critic=CriticSettings(kind="bilinear"), max_iterations=3000, eval_every=100,
-                                 patience=5, final_lr_fraction=0.05)
+THOROUGH_TRAINING = StepSettings(critic=CriticSettings(kind="bilinear", relative_channels=True),
+                                 max_iterations=3000, eval_every=100, patience=5, final_lr_fraction=0.05)
 
 
 def resolve_critic(settings: StepSettings, vectors: bool = False) -> StepSettings:
