@@ -87,8 +87,8 @@ and a bar when stderr is a terminal; --max-iterations trades accuracy for time.
 That budget reads low where dependence is strong: on Gaussians of 500 samples with known
 TC 20 nats, -6 % (AR(1), d = 64), -23 % (equicorrelated), -19 % (channels x time 8 x 8).
 --budget thorough (a critic g(tested value) . h(rest) trained on every pairing of a
-batch, 3000 iterations with an annealed learning rate) read -3.7 %, -3.5 %, -9 % there
-(16 x 16: -15 %) at 10-120 s a step on one core; use it with --steps 1 (benchmarks/
+batch, 3000 iterations with an annealed learning rate) read -3.3 %, -3.5 %, -7.2 % there
+(16 x 16: -9.5 %) at 13-90 s a step on one core; use it with --steps 1 (benchmarks/
 ESTIMATE_GAUSSIAN.md).
 
 example:  dualdiv estimate X.npy --steps 4 --seed 0 > tc.json

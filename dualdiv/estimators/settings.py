@@ -141,8 +141,8 @@ class StepSettings:
 # --budget annealed (#21): the bilinear critic (every context of a batch against every value), 3000
 # iterations with the learning rate annealed to 5 %, validation every 100 with patience 5. Measured on
 # Gaussians, N = 500, K = 1, one split, 3 seeds (benchmarks/ESTIMATE_GAUSSIAN.md): AR(1) and
-# equicorrelated d = 64 −3.7 % and −3.5 %, separable 4 × 64 −3.7 %, 8 × 8 −9 %, 16 × 16 −15 %;
-# 10–120 s a step on one core (the pipeline's default budget: −6 %, −23 %, …, 8 × 8 −19 %).
+# equicorrelated d = 64 −3.3 % and −3.5 %, separable 4 × 64 −4.2 %, 8 × 8 −7.2 %, 16 × 16 −9.5 %;
+# 13–90 s a step on one core (the pipeline's default budget: −6 %, −23 %, …, 8 × 8 −19 %).
 THOROUGH_TRAINING = StepSettings(critic=CriticSettings(kind="bilinear", relative_channels=True),
                                  max_iterations=3000, eval_every=100, patience=5, final_lr_fraction=0.05)
 
