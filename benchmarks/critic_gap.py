@@ -17,16 +17,14 @@ import torch
 
 sys.path.insert(0, "benchmarks")
 import estimate_gaussian as eg  # noqa: E402
+from estimate_one import parse_cell  # noqa: E402
 
 from dualdiv.estimators.path import load_critic, make_plan, score_step, train_step  # noqa: E402
 from dualdiv.estimators.settings import THOROUGH_TRAINING  # noqa: E402
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    family, shape = sys.argv[1], tuple(int(v) for v in sys.argv[2].split("x"))
-    tc, seed = float(sys.argv[3]), int(sys.argv[4])
-    overrides = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
-    critic = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
+    family, shape, tc, seed, overrides, critic = parse_cell(sys.argv)
     settings = replace(THOROUGH_TRAINING, **overrides, critic=replace(THOROUGH_TRAINING.critic, **critic))
     x, corr = eg.sample(family, shape, tc, 500, seed)
     mean, std = x.mean(0), x.std(0)

@@ -16,12 +16,18 @@ import estimate_gaussian as eg  # noqa: E402
 from dualdiv.estimators.dualspace import estimate_tc  # noqa: E402
 from dualdiv.estimators.settings import CriticSettings, StepSettings  # noqa: E402
 
+
+def parse_cell(argv: list[str]) -> tuple[str, tuple[int, int], float, int, dict, dict]:
+    """(family, (H, W), tc, seed, training overrides, critic overrides) of FAMILY HxW TC SEED ['{…}'] ['{…}']."""
+    family, shape = argv[1], tuple(int(v) for v in argv[2].split("x"))
+    training = json.loads(argv[5]) if len(argv) > 5 else {}
+    critic = json.loads(argv[6]) if len(argv) > 6 else {}
+    return family, shape, float(argv[3]), int(argv[4]), training, critic
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    family, shape = sys.argv[1], tuple(int(v) for v in sys.argv[2].split("x"))
-    tc, seed = float(sys.argv[3]), int(sys.argv[4])
-    training = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
-    critic = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
+    family, shape, tc, seed, training, critic = parse_cell(sys.argv)
     order, n_blocks = training.pop("order", "time"), training.pop("K", 1)
     x, _ = eg.sample(family, shape, tc, 500, seed)
     started = time.time()
