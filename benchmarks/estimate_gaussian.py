@@ -12,6 +12,7 @@ equicorrelated (R_ij = ρ, no spatial order) and AR(1) (R_ij = φ^|i−j|, local
                                  reported guarded, min(D̂, log n_ref) — no distribution-free
                                  bound from n_ref reference samples certifies more — and unguarded
   knn                            Kozachenko–Leonenko entropies, TC = Σ_i H(x_i) − H(x)
+  default                        exactly `dualdiv estimate x.npy --seed S` (estimate_tc's defaults, every core)
   exact                          the path's held-out score with the true log-ratio critic of every
                                  sub-step (K = 1, time order): no training, so what remains is the
                                  noise of the validation split — the floor for the trained critics
@@ -39,7 +40,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
 from dualdiv.estimators.critics import Critic
-from dualdiv.estimators.dualspace import DualSpace, estimate_tc
+from dualdiv.estimators.dualspace import estimate_tc
 from dualdiv.estimators.path import StepSettings, make_plan, score_step, standardise_pixels
 from dualdiv.estimators.settings import THOROUGH_TRAINING
 
@@ -47,8 +48,9 @@ from dualdiv.estimators.settings import THOROUGH_TRAINING
 # before they became the pipeline's smaller budget: 600 iterations, 32 rows, validation every 50).
 BENCHMARK_TRAINING = StepSettings(max_iterations=3000, rows_per_substep=64, eval_every=100, patience=5,
                                   eval_resamplings=4, final_resamplings=20, checkpoint_every=100)
-# --budget annealed: `dualdiv estimate --budget thorough`'s settings (3000 iterations, learning rate annealed
-# to 5 %, channel-relative global inputs), with the method's critic kind
+# --budget annealed: `dualdiv estimate`'s default settings (THOROUGH_TRAINING: 1500 iterations, learning rate
+# annealed to 5 %, channel-relative global inputs, 5 cross-fitted folds), with the method's critic kind
+# (and its -F<k> folds when given)
 ANNEALED_TRAINING = THOROUGH_TRAINING
 
 
@@ -150,9 +152,9 @@ def estimate(method: str, x: np.ndarray, corr: np.ndarray, seed: int, settings: 
         raise SystemExit(f"unknown method {method!r}")
     if method == "knn":
         return [(method, knn_tc(x.reshape(len(x), -1)), math.nan)]
-    if method == "default":  # exactly `dualdiv estimate x.npy --seed S`: DualSpace's defaults
-        space = DualSpace(n_reference=0, standardise=True, seed=seed).fit(x.astype(np.float32))
-        return [(method, space.tc_, space.tc_stderr_)]
+    if method == "default":  # exactly `dualdiv estimate x.npy --seed S`: estimate_tc's defaults (every core)
+        result = estimate_tc(x.astype(np.float32), seed=seed)
+        return [(method, result["tc"], result["stderr"])]
     if method.startswith("exact"):
         images = standardise_pixels(x)
         folds = int(match["exact_folds"] or 1)

@@ -75,23 +75,24 @@ K blocks (--steps); step k trains one neural Donsker-Varadhan critic telling the
 with blocks 1..k-1 independently permuted from the data with blocks 1..k permuted, and
 TC is the sum of the K held-out step bounds. Each pixel is z-scored first (TC does not
 change). Prints JSON: {"tc": nats, "stderr": nats, "steps": [{"step", "D", "stderr",
-...}], ...}. Vectors use an MLP critic, images a small conv critic.
+...}], ...}; --save DIR keeps the fitted dual space (DualSpace.load(DIR) in Python).
 
-The training budget is the pipeline's (config `estimate.training`; `dualdiv config`
-prints it); --save DIR keeps the fitted dual space (DualSpace.load(DIR) in Python).
-Time: a step's cost is set by its budget (600 iterations of 8 sub-steps x 32 rows),
-hardly by the data's size: on 2 CPU cores about 12-20 s per step, so --steps 4 took
-74 s for 30 images of 3 x 64 and 52 s for 98 EEG images of 14 x 128 (2026-12-02).
-A progress line every 5 s (iteration, validation bound, time to go) goes to stderr,
-and a bar when stderr is a terminal; --max-iterations trades accuracy for time.
-That budget reads low where dependence is strong: on Gaussians of 500 samples with known
-TC 20 nats, -6 % (AR(1), d = 64), -23 % (equicorrelated), -19 % (channels x time 8 x 8).
---budget thorough (a critic g(tested value) . h(rest) trained on every pairing of a
-batch, 3000 iterations with an annealed learning rate) read -3.3 %, -3.5 %, -7.2 % there
-(16 x 16: -9.5 %) at 13-90 s a step on one core; use it with --steps 1 (benchmarks/
-ESTIMATE_GAUSSIAN.md).
+Default budget (--budget thorough; THOROUGH_TRAINING in Python, estimate_tc's default):
+one step (its single-pixel sub-steps already walk the path), a critic g(tested value) .
+h(rest) trained on every pairing of a batch, 1500 iterations with an annealed learning
+rate, cross-fitted over 5 folds so every sample is scored by a critic that did not see
+it, the folds on every core (--jobs). Its cost is set by the budget, hardly by n: on
+2 CPU cores, N = 500, 54-64 s for d = 64 vectors, 91-105 s for 8 x 8 images, 97-146 s
+for 16 x 16 and 4 x 64 (2026-12-04). On Gaussians of 500 samples with known TC 20 nats
+(benchmarks/ESTIMATE_GAUSSIAN.md, 3 seeds) it read -3.4 % (AR(1), d = 64), -3.X %
+(equicorrelated), -5.2 % (channels x time 8 x 8), -4.7 % (16 x 16), -2.8 % (4 x 64),
+every seed within 7.3 %: a trained critic stays 0.5-0.9 nats under the true one there.
+--budget pipeline is the pipeline's (config `estimate.training`, K = 4 unless --steps;
+`dualdiv config` prints it): 12-20 s a step, but -6 % to -29 % on those Gaussians.
+A bar per fold goes to stderr when it is a terminal, else a progress line every 5 s;
+--max-iterations trades accuracy for time.
 
-example:  dualdiv estimate X.npy --steps 4 --seed 0 > tc.json
+example:  dualdiv estimate X.npy --seed 0 > tc.json
 """
 
 
@@ -135,15 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     estimate = add("estimate", "total correlation of an array, printed as JSON", _ESTIMATE_HELP)
     estimate.add_argument("data", help=".npy/.npz array (n, d) or (n, C, T)")
-    estimate.add_argument("--steps", type=int, metavar="K", help="number of path steps (default: 4)")
+    estimate.add_argument("--steps", type=int, metavar="K",
+                          help="number of path steps (default: 1; with --budget pipeline the config's, 4)")
     estimate.add_argument("--seed", type=int, help="seed (default: the config's seed, 0)")
     estimate.add_argument("--order", choices=("time", "channel", "patch", "random"),
                           help="pixel order of the path (default: time, i.e. column strips)")
     estimate.add_argument("--substeps", choices=("pixel", "block"),
                           help="pixel: each step telescopes over single pixels (default); block: one DV per step")
-    estimate.add_argument("--budget", choices=("pipeline", "thorough"), default="pipeline",
-                          help="pipeline: the config's estimate.training (fast); thorough: the bilinear critic, "
-                               "3000 annealed iterations a step (more accurate, ~5x the time; see above)")
+    estimate.add_argument("--budget", choices=("thorough", "pipeline"), default="thorough",
+                          help="thorough (the default): the bilinear critic cross-fitted over 5 folds, 1500 annealed "
+                               "iterations each, one step unless --steps; pipeline: the config's estimate.training "
+                               "and steps (faster, reads low where dependence is strong; see above)")
+    estimate.add_argument("--jobs", type=int, default=-1,
+                          help="threads the cross-fitted folds train on (default -1: every usable core); "
+                               "the estimate does not depend on it")
     estimate.add_argument("--max-iterations", type=int, help="iteration budget per step (default: the budget's)")
     estimate.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda, cuda:N")
     estimate.add_argument("--progress", action=argparse.BooleanOptionalAction,
@@ -307,13 +313,14 @@ def _run_estimate(args: argparse.Namespace, config: dict) -> None:
         from dualdiv.estimators.settings import THOROUGH_TRAINING
 
         estimate["training"] = asdict(THOROUGH_TRAINING)
+        estimate["n_blocks"] = 1 if args.steps is None else args.steps  # single-pixel sub-steps: the path already
     if args.max_iterations is not None:
         estimate["training"] = {**estimate["training"], "max_iterations": args.max_iterations}
     if not args.save:
         estimate["n_reference"] = 0  # TC only: no dual window to compute
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     space = DualSpace.from_config(estimate, seed=_seed(args, config), device=args.device or config["device"],
-                                  standardise=True, progress=progress).fit(x)
+                                  standardise=True, progress=progress, n_jobs=args.jobs).fit(x)
     if args.save:
         space.save(args.save)
     result = {**space.summary(), "min_ess": space.min_ess_, "n_blocks": space.n_blocks, "order": space.order,

@@ -139,21 +139,26 @@ def test_every_stage_chains_from_the_cli(tmp_path, capsys, one_torch_thread):
     assert "step_2: D =" in capsys.readouterr().out
 
 
-def test_estimate_thorough_budget_trains_the_bilinear_critic(tmp_path, capsys, monkeypatch):
+def test_estimate_default_budget_is_one_cross_fitted_bilinear_step_and_pipeline_is_the_config(
+        tmp_path, capsys, monkeypatch):
     import json
 
     import numpy as np
 
     from dualdiv.estimators import path
 
-    kinds = []
+    seen = []
     original = path.train_step
-    monkeypatch.setattr(path, "train_step", lambda *a, **k: kinds.append(a[3].critic.kind) or original(*a, **k))
+    monkeypatch.setattr(path, "train_step", lambda *a, **k: seen.append((a[3].critic.kind, a[3].folds, k["jobs"]))
+                        or original(*a, **k))
     rng = np.random.default_rng(0)
     z = rng.normal(size=(60, 2, 1))
     np.save(tmp_path / "x.npy", z + 0.5 * rng.normal(size=(60, 2, 6)))  # channels share a common level
-    assert main(["estimate", str(tmp_path / "x.npy"), "--steps", "1", "--budget", "thorough",
-                 "--max-iterations", "40"]) == 0
+    assert main(["estimate", str(tmp_path / "x.npy"), "--max-iterations", "40"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert np.isfinite(result["tc"]) and result["steps"][0]["iterations"] <= 40
-    assert kinds == ["bilinear"]
+    assert np.isfinite(result["tc"]) and result["n_blocks"] == 1 and result["steps"][0]["iterations"] <= 5 * 40
+    assert seen == [("bilinear", 5, -1)]
+    seen.clear()
+    assert main(["estimate", str(tmp_path / "x.npy"), "--budget", "pipeline", "--steps", "2", "--max-iterations",
+                 "20", "--jobs", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_blocks"] == 2 and seen == [("conv", 1, 1), ("conv", 1, 1)]

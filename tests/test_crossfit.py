@@ -144,3 +144,35 @@ def test_hybrid_critic_is_a_setting_with_a_strip():
         CriticSettings(kind="hybrid", strip=-1)
     with pytest.raises(ConfigError, match="loss"):
         StepSettings(loss="hinge")
+
+
+def test_folds_on_threads_give_the_sequential_result_bit_for_bit():
+    """jobs only decides how many folds train at once: each fold draws from its own seeded streams and
+    trains on one torch thread, so 2 threads give the sequential critics and score exactly; the caller's
+    global RNG is left as it was."""
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(60, 2, 1)) + 0.6 * rng.normal(size=(60, 2, 5))).astype(np.float32)
+    plan = make_plan((2, 5), 1)
+    settings = StepSettings(critic=CriticSettings(kind="bilinear", channels=4, hidden=16, rank=4, value_hidden=8,
+                                                  dropout=0.0), folds=3, max_iterations=30, eval_every=10,
+                            final_lr_fraction=0.1)
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
+    one_by_one = train_step(x, plan, 1, settings, seed=2)
+    on_threads = train_step(x, plan, 1, settings, seed=2, jobs=2)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert on_threads[1]["D"] == one_by_one[1]["D"] and on_threads[1]["folds"] == one_by_one[1]["folds"]
+    assert all(torch.equal(on_threads[0]["model"][k], v) for k, v in one_by_one[0]["model"].items())
+
+
+def test_fold_threads_only_where_they_cannot_change_the_result():
+    from dualdiv.estimators.path import _fold_workers
+
+    cpu, plain = torch.device("cpu"), StepSettings(critic=CriticSettings(dropout=0.0), folds=5)
+    assert _fold_workers(None, 5, plain, cpu) == 1 and _fold_workers(8, 5, plain, cpu) == 5
+    assert 1 <= _fold_workers(-1, 5, plain, cpu) <= 5
+    assert _fold_workers(4, 5, StepSettings(folds=5), cpu) == 1  # dropout draws on the shared global RNG
+    assert _fold_workers(4, 5, plain, torch.device("cuda")) == 1
+    assert _fold_workers(4, 1, plain, cpu) == 1
+    with pytest.raises(ConfigError, match="jobs"):
+        _fold_workers(0, 5, plain, cpu)

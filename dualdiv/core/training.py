@@ -128,7 +128,8 @@ class LoopSettings:
     progress: show a tqdm bar labelled ``description``.
     log_every_s: log a line (iteration, last validation, best, elapsed, ETA) at INFO at most
         every this many seconds, and one when a run that long ends — a rule's log shows a
-        training job's progress while it runs; None: no lines.
+        training job's progress while it runs; None: no lines. Not while a bar is shown
+        (``progress``): the bar carries the same, and lines would break it up.
     """
 
     max_iterations: int
@@ -318,6 +319,7 @@ def train(step: Callable[[], float | torch.Tensor], settings: LoopSettings, *, m
     bar = tqdm(total=settings.max_iterations, initial=progress.iteration, disable=not settings.progress,
                desc=settings.description)
     last_line = started
+    logging_lines = settings.log_every_s is not None and not settings.progress  # a shown bar says the same
     try:
         while progress.iteration < settings.max_iterations:
             if settings.patience is not None and progress.since_best >= settings.patience:
@@ -340,7 +342,7 @@ def train(step: Callable[[], float | torch.Tensor], settings: LoopSettings, *, m
             if checkpoint is not None and iteration % checkpoint.every == 0:
                 _save_checkpoint(checkpoint, progress, model, optimizer, generator)
             bar.update()
-            if settings.log_every_s is not None and time.perf_counter() - last_line >= settings.log_every_s:
+            if logging_lines and time.perf_counter() - last_line >= settings.log_every_s:
                 _log_progress(settings, progress, started, resumed_from)
                 last_line = time.perf_counter()
             if callback is not None:
@@ -354,7 +356,7 @@ def train(step: Callable[[], float | torch.Tensor], settings: LoopSettings, *, m
     patience_spent = settings.patience is not None and progress.since_best >= settings.patience
     stopped = "patience" if patience_spent else "time" if timed_out else "budget"
     seconds = time.perf_counter() - started
-    if settings.log_every_s is not None and seconds >= settings.log_every_s:
+    if logging_lines and seconds >= settings.log_every_s:
         best = f", best validation {progress.best_value:.4g} at {progress.best_iteration}" if progress.curve else ""
         log.info("%s: stopped (%s) after %d iterations in %.1f s%s", settings.description, stopped,
                  progress.iteration, seconds, best)

@@ -35,7 +35,7 @@ import numpy as np
 
 from dualdiv.core.errors import ConfigError, InputError, OutputError
 from dualdiv.estimators.clusters import ClusterSettings, find_clusters
-from dualdiv.estimators.settings import StepSettings, resolve_critic
+from dualdiv.estimators.settings import THOROUGH_TRAINING, StepSettings, resolve_critic
 
 # torch and the path's modules are imported where a space is fitted or evaluated, so that
 # ``from dualdiv import DualSpace`` costs no torch import.
@@ -62,6 +62,9 @@ class DualSpace:
         the pipeline's tiles are already z-scored per channel, so it is off there).
     seed: seeds the plan, every step and the reference samples.
     device: "auto" (CUDA when available), "cpu", "cuda", ...; progress: tqdm bar per step.
+    n_jobs: threads a cross-fitted step's folds train on (``training.folds`` ≥ 2; None: 1, −1:
+        every usable core); the result does not depend on it
+        (:func:`~dualdiv.estimators.path.train_step`'s ``jobs``).
 
     Fitted attributes: ``plan_`` (dict), ``critic_states_`` (one state dict per step),
     ``critics_`` (the critics as eval-mode modules), ``steps_`` (per-step records: D,
@@ -74,11 +77,11 @@ class DualSpace:
     def __init__(self, n_blocks: int = 4, order: str = "time", substeps: str = "pixel",
                  training: StepSettings | Mapping | None = None, steps: Mapping | None = None,
                  n_reference: int = 500, standardise: bool = False, seed: int = 0, device: str = "auto",
-                 progress: bool = False):
+                 progress: bool = False, n_jobs: int | None = None):
         self.n_blocks, self.order, self.substeps = n_blocks, order, substeps
         self.training, self.steps = training, steps
         self.n_reference, self.standardise, self.seed = n_reference, standardise, seed
-        self.device, self.progress = device, progress
+        self.device, self.progress, self.n_jobs = device, progress, n_jobs
 
     # ------------------------------------------------------------------ settings
 
@@ -98,7 +101,7 @@ class DualSpace:
                 "training": dict(training) if training is not None else None,
                 "steps": {str(k): dict(v) for k, v in (self.steps or {}).items()},
                 "n_reference": self.n_reference, "standardise": self.standardise, "seed": self.seed,
-                "device": self.device, "progress": self.progress}
+                "device": self.device, "progress": self.progress, "n_jobs": self.n_jobs}
 
     def step_settings(self, step: int, vectors: bool = False) -> StepSettings:
         """Training settings of path step ``step``: ``training`` updated by ``steps[step]``; "auto" resolved."""
@@ -141,7 +144,7 @@ class DualSpace:
         x = self._as_images(images, fitting=True)
         plan = make_plan(x.shape[1:], self.n_blocks, self.order, self.seed, self.substeps)
         pieces = [train_step(x, plan, k, self.step_settings(k, self.vectors_), self.seed, device=self.device,
-                             progress=self.progress) for k in range(1, self.n_blocks + 1)]
+                             progress=self.progress, jobs=self.n_jobs) for k in range(1, self.n_blocks + 1)]
         return self._assemble(x, plan, [state for state, _ in pieces], [record for _, record in pieces])
 
     def assemble(self, images, plan: dict, states: Sequence[dict], records: Sequence[dict],
@@ -341,14 +344,18 @@ def reference_samples(images, n_reference: int, seed: int = 0) -> np.ndarray:
 
 
 def estimate_tc(x, n_blocks: int = 1, order: str = "time", seed: int = 0, settings: StepSettings | None = None,
-                substeps: str = "pixel", device: str = "auto", progress: bool = False) -> dict:
+                substeps: str = "pixel", device: str = "auto", progress: bool = False, n_jobs: int | None = -1
+                ) -> dict:
     """Total correlation of x (nats) along the path, without the dual window: a thin use of :class:`DualSpace`.
 
-    x: (n, d) vectors (MLP critic when the critic kind is "auto") or (n, C, T) images
-    (conv critic); each pixel is z-scored first. Returns {"tc", "stderr", "min_ess",
-    "steps": [per-step records], "n_blocks", "order", "substeps"}.
+    x: (n, d) vectors or (n, C, T) images; each pixel is z-scored first. settings: None is
+    :data:`~dualdiv.estimators.settings.THOROUGH_TRAINING` (= ``dualdiv estimate``'s default budget:
+    the bilinear critic, 5 cross-fitted folds on ``n_jobs`` threads, −1 = every usable core); pass
+    ``StepSettings()`` for the pipeline's faster, less accurate budget. Returns {"tc", "stderr",
+    "min_ess", "steps": [per-step records], "n_blocks", "order", "substeps"}.
     """
-    space = DualSpace(n_blocks, order, substeps, training=settings, n_reference=0, standardise=True, seed=seed,
-                      device=device, progress=progress).fit(x)
+    space = DualSpace(n_blocks, order, substeps, training=THOROUGH_TRAINING if settings is None else settings,
+                      n_reference=0, standardise=True, seed=seed, device=device, progress=progress,
+                      n_jobs=n_jobs).fit(x)
     return {"tc": space.tc_, "stderr": space.tc_stderr_, "min_ess": space.min_ess_, "steps": space.steps_,
             "n_blocks": n_blocks, "order": order, "substeps": substeps}

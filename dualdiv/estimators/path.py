@@ -29,11 +29,13 @@ All divergences are in nats.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 import numpy as np
@@ -43,7 +45,16 @@ from torch.nn import functional
 
 from dualdiv.core.checks import check_images
 from dualdiv.core.errors import ConfigError, InputError
-from dualdiv.core.training import Checkpoint, LoopSettings, anneal, descend, resolve_device, seeded, train
+from dualdiv.core.training import (
+    Checkpoint,
+    LoopSettings,
+    anneal,
+    descend,
+    resolve_device,
+    seeded,
+    torch_threads,
+    train,
+)
 from dualdiv.estimators.critics import ConstantCritic, CriticSettings, FoldEnsemble, build_critic, substep_input
 from dualdiv.estimators.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
 from dualdiv.estimators.plan import ORDERS, SUBSTEPS, check_plan, make_plan  # noqa: F401 (re-exported)
@@ -307,9 +318,24 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _fold_workers(jobs: int | None, n_folds: int, settings: StepSettings, device: torch.device) -> int:
+    """Threads to cross-fit on: ``jobs`` (None: 1; −1: every core this process may use), at most one a fold.
+
+    One thread where threads would change the result or gain nothing: dropout (it draws on the
+    global torch RNG, which threads share) and non-CPU devices (one GPU runs one fold at a time well).
+    """
+    if jobs is None or n_folds == 1 or settings.critic.dropout > 0 or device.type != "cpu":
+        return 1
+    if jobs == -1:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise ConfigError(f"jobs: must be ≥ 1 or −1 (every core), got {jobs}")
+    return min(jobs, n_folds)
+
+
 def train_step(images, plan: dict, step: int, settings: StepSettings | None = None, seed: int = 0,
                checkpoint: str | os.PathLike | None = None, device: str = "auto", progress: bool = False,
-               callback=None) -> tuple[dict, dict]:
+               callback=None, jobs: int | None = None) -> tuple[dict, dict]:
     """Train and score the critic of path step ``step`` (1-based); see the module docstring.
 
     images: (n, H, W) float32, the training images (normalised). plan: from :func:`make_plan`.
@@ -321,7 +347,11 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         (atomically; fold i > 0 of a cross-fit uses ``<checkpoint>.fold<i>``); one written for other
         settings/plan/step/seed/data is ignored. Resuming gives a bit-identical result on CPU.
     device: "auto" (CUDA when available), "cpu", "cuda", ...
-    callback: called as callback(iteration) after every iteration (and its checkpoint).
+    callback: called as callback(iteration) after every iteration (and its checkpoint); with
+        ``jobs`` > 1 from the folds' threads.
+    jobs: cross-fit the folds on this many threads (None: 1; −1: every usable core); each fold
+        trains on one torch thread either way, so the result does not depend on it. Threads are used
+        only on the CPU with a critic without dropout (:func:`_fold_workers`).
     Returns (state, record). state: {"model": state_dict at the best validation,
     "critic": critic settings, "shape", "key", "constant", "folds" (per fold: constant or not)}
     for :func:`step_values`. record (JSON): D (nats, Σ of the held-out sub-step bounds), stderr
@@ -352,21 +382,21 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         eval_bounds = bounds[torch.randperm(len(bounds), generator=pick_gen)[: settings.eval_substeps]]
     eval_scale = len(bounds) / len(eval_bounds)
     cross_fit = len(splits) > 1
-    models, scores, fits = [], [], []
-    for i, (train_rows, val_rows) in enumerate(splits):
+
+    def fit_fold(i, model, optimizer, batches):
+        """Train fold i's critic (built and seeded by the caller) and score it on the images it did not see."""
+        train_rows, val_rows = splits[i]
         fold = i if cross_fit else None
         x_train, x_val = x[train_rows.to(device)], x[val_rows.to(device)]
 
-        # the closures run inside this fold's iteration only, on this fold's model, optimizer and batches
-        def batch_step(x_train=x_train):
-            anneal(optimizer, settings.learning_rate, settings.final_lr_fraction, settings.max_iterations)  # noqa: B023
-            return descend(optimizer, _batch_loss(model, x_train, shape, rank, bounds, settings, batches))  # noqa: B023
+        def batch_step():
+            anneal(optimizer, settings.learning_rate, settings.final_lr_fraction, settings.max_iterations)
+            return descend(optimizer, _batch_loss(model, x_train, shape, rank, bounds, settings, batches))
 
-        def validate(x_val=x_val, fold=fold):
+        def validate():
             # the same validation resampling every time, so evaluations compare critics only
             val_gen = torch.Generator().manual_seed(_stream_seed(seed, step, "validation", fold))
-            dv = _score_substeps(model, x_val, shape, rank, eval_bounds, settings.eval_resamplings,  # noqa: B023
-                                 val_gen)[0]
+            dv = _score_substeps(model, x_val, shape, rank, eval_bounds, settings.eval_resamplings, val_gen)[0]
             return float(dv.sum()) * eval_scale
 
         label = f"path step {step}" + (f" fold {i + 1}/{len(splits)}" if cross_fit else "")
@@ -375,30 +405,52 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         fold_checkpoint = checkpoint if checkpoint is None or not i else f"{checkpoint}.fold{i}"
         saving = None if checkpoint is None else Checkpoint(fold_checkpoint, f"{key}:{i}" if i else key,
                                                             settings.checkpoint_every)
-        with seeded(_stream_seed(seed, step, "init", fold), device):  # dropout and init draw on the global RNG
-            model = build_critic(settings.critic, shape).to(device)
-            optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
-                                          weight_decay=settings.critic.weight_decay)
-            batches = torch.Generator().manual_seed(_stream_seed(seed, step, "batches", fold))
-            trained = train(batch_step, loop, model=model, validate=validate, optimizer=optimizer,
-                            generator=batches, checkpoint=saving, callback=callback)
+        trained = train(batch_step, loop, model=model, validate=validate, optimizer=optimizer,
+                        generator=batches, checkpoint=saving, callback=callback)
+        score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step, fold)
+        fallback = None
+        if not score["D"] > 0:  # NaN, or worse on held-out data than a constant critic (whose bound is 0)
+            if settings.on_failed_critic == "error":
+                raise InputError(f"{label}: the trained critic's held-out bound {score['D']:.4g} nats is not "
+                                 "above 0 (diverged or worse than a constant critic); more data, another budget "
+                                 "or on_failed_critic: constant")
+            fallback = {"reason": "held-out bound of the trained critic not above 0, the bound of a constant "
+                                  "critic: the step falls back to f_k = 0",
+                        "trained_D": _finite_or_none(score["D"])}
+            model = ConstantCritic().to(device)
             score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step, fold)
-            fallback = None
-            if not score["D"] > 0:  # NaN, or worse on held-out data than a constant critic (whose bound is 0)
-                if settings.on_failed_critic == "error":
-                    raise InputError(f"{label}: the trained critic's held-out bound {score['D']:.4g} nats is not "
-                                     "above 0 (diverged or worse than a constant critic); more data, another budget "
-                                     "or on_failed_critic: constant")
-                fallback = {"reason": "held-out bound of the trained critic not above 0, the bound of a constant "
-                                      "critic: the step falls back to f_k = 0",
-                            "trained_D": _finite_or_none(score["D"])}
-                model = ConstantCritic().to(device)
-                score = _held_out_score(model, x_val, val_rows, shape, rank, bounds, settings, seed, step, fold)
-        models.append(model)
-        scores.append(score)
-        fits.append({"D": score["D"], "stderr": score["stderr"], "n_val": len(val_rows),
-                     "iterations": trained.iterations, "best_iteration": trained.best_iteration,
-                     "stopped": trained.stopped, "fallback": fallback, "trained": trained})
+        return model, score, {"D": score["D"], "stderr": score["stderr"], "n_val": len(val_rows),
+                              "iterations": trained.iterations, "best_iteration": trained.best_iteration,
+                              "stopped": trained.stopped, "fallback": fallback, "trained": trained}
+
+    def start_fold(i):
+        """Fold i's critic, optimiser and batch generator (initialised on the global RNG seeded for the fold)."""
+        model = build_critic(settings.critic, shape).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
+                                      weight_decay=settings.critic.weight_decay)
+        batches = torch.Generator().manual_seed(_stream_seed(seed, step, "batches", i if cross_fit else None))
+        return model, optimizer, batches
+
+    workers = _fold_workers(jobs, len(splits), settings, device)
+    if workers == 1:
+        fitted = []
+        # a cross-fit's folds train on one torch thread each, however many run at once, so that
+        # ``jobs`` does not change the sums' rounding
+        with torch_threads(1) if cross_fit else contextlib.nullcontext():
+            for i in range(len(splits)):
+                with seeded(_stream_seed(seed, step, "init", i if cross_fit else None), device):  # dropout too
+                    fitted.append(fit_fold(i, *start_fold(i)))
+    else:
+        # Folds on threads: the critics are built one by one on their seeded global RNG, and training draws
+        # nothing from it (no dropout: _fold_workers), so the result is the sequential one, bit for bit.
+        started_folds = []
+        for i in range(len(splits)):
+            with seeded(_stream_seed(seed, step, "init", i), device):
+                started_folds.append(start_fold(i))
+        # (fork_rng: a resumed fold's checkpoint sets the global RNG; the caller's is left as it was)
+        with torch.random.fork_rng(devices=[]), torch_threads(1), ThreadPoolExecutor(workers) as pool:
+            fitted = list(pool.map(lambda i: fit_fold(i, *started_folds[i]), range(len(splits))))
+    models, scores, fits = (list(part) for part in zip(*fitted, strict=True))
 
     score = _cross_fitted(scores, splits, len(images))
     fallbacks = [f["fallback"] for f in fits]

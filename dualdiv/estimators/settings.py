@@ -137,14 +137,16 @@ class StepSettings:
             raise ConfigError(f"path.on_failed_critic: must be 'constant' or 'error', got {self.on_failed_critic!r}")
 
 
-# The longer budget of `dualdiv estimate --budget thorough` and benchmarks/estimate_gaussian.py
-# --budget annealed (#21): the bilinear critic (every context of a batch against every value), 3000
-# iterations with the learning rate annealed to 5 %, validation every 100 with patience 5. Measured on
-# Gaussians, N = 500, K = 1, one split, 3 seeds (benchmarks/ESTIMATE_GAUSSIAN.md): AR(1) and
-# equicorrelated d = 64 −3.3 % and −3.5 %, separable 4 × 64 −4.2 %, 8 × 8 −7.2 %, 16 × 16 −9.5 %;
-# 13–90 s a step on one core (the pipeline's default budget: −6 %, −23 %, …, 8 × 8 −19 %).
-THOROUGH_TRAINING = StepSettings(critic=CriticSettings(kind="bilinear", relative_channels=True),
-                                 max_iterations=3000, eval_every=100, patience=5, final_lr_fraction=0.05)
+# The budget of `dualdiv estimate` and `estimate_tc` (its `--budget thorough`, the default there; the
+# pipeline keeps StepSettings()): the bilinear critic with channel-relative global inputs and no dropout
+# (dropout draws on the global RNG, which would keep the folds off threads), 1500 iterations with the
+# learning rate annealed to 5 % and patience long enough to run the whole schedule (patience 5 stopped it
+# at 1000 of 3000 iterations with the rate still high: −0.5 nats at 8 × 8), cross-fitted over 5 folds
+# so that every image is scored (one 20 % split scatters ±8 % at TC 20 even with the true critic).
+# Measured in benchmarks/ESTIMATE_GAUSSIAN.md ("The default of `dualdiv estimate`").
+THOROUGH_TRAINING = StepSettings(critic=CriticSettings(kind="bilinear", relative_channels=True, dropout=0.0),
+                                 max_iterations=1500, eval_every=100, patience=15, final_lr_fraction=0.05,
+                                 folds=5)
 
 
 def resolve_critic(settings: StepSettings, vectors: bool = False) -> StepSettings:
