@@ -84,9 +84,10 @@ rate, cross-fitted over 5 folds so every sample is scored by a critic that did n
 it, the folds on every core (--jobs). Its cost is set by the budget, hardly by n: on
 2 CPU cores, N = 500, 54-64 s for d = 64 vectors, 91-105 s for 8 x 8 images, 97-146 s
 for 16 x 16 and 4 x 64 (2026-12-04). On Gaussians of 500 samples with known TC 20 nats
-(benchmarks/ESTIMATE_GAUSSIAN.md, 3 seeds) it read -3.4 % (AR(1), d = 64), -3.X %
+(benchmarks/ESTIMATE_GAUSSIAN.md, 3 seeds) it read -3.4 % (AR(1), d = 64), -3.5 %
 (equicorrelated), -5.2 % (channels x time 8 x 8), -4.7 % (16 x 16), -2.8 % (4 x 64),
-every seed within 7.3 %: a trained critic stays 0.5-0.9 nats under the true one there.
+every seed within 7.3 %; at TC 5 and 60 -2.9 % to -11.4 % (8 x 8 the worst). 69 s for
+30 x 3 x 64, 155 s for 98 EEG images of 14 x 128.
 --budget pipeline is the pipeline's (config `estimate.training`, K = 4 unless --steps;
 `dualdiv config` prints it): 12-20 s a step, but -6 % to -29 % on those Gaussians.
 A bar per fold goes to stderr when it is a terminal, else a progress line every 5 s;

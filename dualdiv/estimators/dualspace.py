@@ -55,6 +55,9 @@ class DualSpace:
     substeps: "pixel" (each step telescopes over single pixels) or "block".
     training: :class:`~dualdiv.estimators.path.StepSettings` (or a dict of its fields) of
         every step's critic; critic kind "auto" is an MLP for ``(n, d)`` vectors, else conv.
+        None is the pipeline's fast budget, whose TC reads low where dependence is strong;
+        ``n_blocks=1, training=THOROUGH_TRAINING, n_jobs=-1`` is ``dualdiv estimate``'s accurate one
+        (:data:`~dualdiv.estimators.settings.THOROUGH_TRAINING`, benchmarks/ESTIMATE_GAUSSIAN.md).
     steps: per-step overrides of ``training``, e.g. ``{"3": {"max_iterations": 400}}``.
     n_reference: product-of-marginals samples scored by F for ``lo_``; 0 skips the dual
         window (``lo_``/``hi_`` None; an estimate of TC only).
