@@ -314,7 +314,8 @@ def _run_estimate(args: argparse.Namespace, config: dict) -> None:
         from dualdiv.estimators.settings import THOROUGH_TRAINING
 
         estimate["training"] = asdict(THOROUGH_TRAINING)
-        estimate["n_blocks"] = 1 if args.steps is None else args.steps  # single-pixel sub-steps: the path already
+        if args.steps is None:  # one step: its single-pixel sub-steps already walk the path
+            estimate["n_blocks"] = 1
     if args.max_iterations is not None:
         estimate["training"] = {**estimate["training"], "max_iterations": args.max_iterations}
     if not args.save:

@@ -324,12 +324,12 @@ def _fold_workers(jobs: int | None, n_folds: int, settings: StepSettings, device
     One thread where threads would change the result or gain nothing: dropout (it draws on the
     global torch RNG, which threads share) and non-CPU devices (one GPU runs one fold at a time well).
     """
+    if jobs is not None and jobs != -1 and jobs < 1:
+        raise ConfigError(f"jobs: must be ≥ 1 or −1 (every core), got {jobs}")
     if jobs is None or n_folds == 1 or settings.critic.dropout > 0 or device.type != "cpu":
         return 1
     if jobs == -1:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if jobs < 1:
-        raise ConfigError(f"jobs: must be ≥ 1 or −1 (every core), got {jobs}")
     return min(jobs, n_folds)
 
 
