@@ -25,14 +25,23 @@ the main guard.
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import torch
 import torch.nn.functional as functional
+from sklearn.covariance import LedoitWolf
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from dualdiv.estimators.settings import KINDS, CriticSettings  # noqa: F401  (part of this module's API)
 
 N_PLANES = 4
+# The bilinear critic's Gaussian term keeps a P × P matrix a critic (64 MB at this size) and factors one per
+# fit; larger images train without it (a warning says so).
+GAUSSIAN_TERM_MAX_PIXELS = 4096
+
+log = logging.getLogger(__name__)
 
 
 def critic_input(x: torch.Tensor, m_prev: torch.Tensor, m_blk: torch.Tensor, shape) -> torch.Tensor:
@@ -136,6 +145,37 @@ def channel_strips(x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, 
     summary = torch.stack([(images * keep).reshape(-1, height, width).sum(-1),
                            keep.reshape(-1, height, width).sum(-1)], dim=1) / width
     return strip, summary
+
+
+def gaussian_conditionals(x: np.ndarray, rank: np.ndarray) -> dict[str, np.ndarray]:
+    """The linear-Gaussian law of every pixel given the pixels after it in a path order.
+
+    x: (n, P) training images; rank: (P,) position of every pixel in the order. The covariance is
+    Ledoit–Wolf's (well conditioned for n < P); the conditionals are read off one Cholesky factor of the
+    precision in path order, Λ = L Lᵀ: x_j | x_{>j} has mean μ_j − Σ_{k>j} (L_kj / L_jj)(x_k − μ_k) and
+    variance 1 / L_jj² (the factorisation of the density into those conditionals, term by term).
+    Returns, in pixel indices b: coef (P, P) with m_b(x) = coef[b] · x + offset[b] the conditional mean
+    (zero weight on b and on the pixels before it), offset (P,), cond_var (P,), mean (P,), var (P,) the
+    marginal variance, all float64.
+    """
+    fitted = LedoitWolf().fit(np.asarray(x, dtype=np.float64))
+    covariance, mean = fitted.covariance_, fitted.location_
+    order = np.argsort(rank)  # order[j]: the pixel at position j
+    factor = np.linalg.cholesky(np.linalg.inv(covariance[np.ix_(order, order)]))  # lower, in path order
+    diagonal = np.diag(factor)
+    in_order = -np.tril(factor, -1) / diagonal[None, :]  # [k, j]: weight of position k in position j's mean
+    coef = np.zeros_like(covariance)
+    coef[np.ix_(order, order)] = in_order.T
+    return {"coef": coef, "offset": mean - coef @ mean, "cond_var": (1 / diagonal**2)[np.argsort(order)],
+            "mean": mean, "var": np.diag(covariance).copy()}
+
+
+def _gaussian_buffers(law: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The bilinear critic's Gaussian term from :func:`gaussian_conditionals`' law: the conditional mean
+    (coef, offset), its precision 1/s², and the marginal's μ/v and the quadratic (1/v − 1/s²)/2."""
+    precision = 1 / law["cond_var"]
+    return {"gauss_coef": law["coef"], "gauss_offset": law["offset"], "gauss_precision": precision,
+            "gauss_linear": law["mean"] / law["var"], "gauss_quadratic": (1 / law["var"] - precision) / 2}
 
 
 class Critic(nn.Module):
@@ -305,6 +345,13 @@ class BilinearCritic(HybridCritic):
     costs m context passes, and pairing every context with every other image's value gives
     m(m − 1) samples of that sub-step's Q (the tested pixel from an independent image) instead
     of a few resampled rows (:meth:`pair_features`; the path's training loss uses them all).
+
+    With ``gaussian_term`` three more product terms hold w · the sub-step log ratio of a Gaussian fitted
+    to the training images (:meth:`fit_gaussian`, called before training): with m_b(rest) and s_b² the
+    fitted conditional mean and variance of the tested pixel and v_b its variance, log N(x_b; m_b, s_b²) −
+    log N(x_b; μ_b, v_b) = x_b (m_b/s_b² − μ_b/v_b) + x_b² (1/v_b − 1/s_b²)/2 − m_b²/(2s_b²) + const.
+    The network then fits what the linear-Gaussian dependence leaves, which it learns from few images
+    far better than the whole of a strong dependence (benchmarks/ESTIMATE_GAUSSIAN.md).
     """
 
     pairs = True  # the path's training loss scores every context against every value of a batch
@@ -316,26 +363,87 @@ class BilinearCritic(HybridCritic):
         self.value_net = nn.Sequential(nn.Linear(1, settings.value_hidden), nn.ELU(),
                                        nn.Linear(settings.value_hidden, settings.value_hidden), nn.ELU(),
                                        nn.Linear(settings.value_hidden, settings.rank))
+        n_pixels = shape[0] * shape[1]
+        self.gaussian = settings.gaussian_term and n_pixels <= GAUSSIAN_TERM_MAX_PIXELS
+        self.too_large_for_gaussian = settings.gaussian_term and not self.gaussian
+        if self.gaussian:
+            # the fitted Gaussian (buffers: saved with the critic); zeros until fit_gaussian: no term
+            self.register_buffer("gauss_coef", torch.zeros(n_pixels, n_pixels))
+            for name in ("gauss_offset", "gauss_precision", "gauss_linear", "gauss_quadratic"):
+                self.register_buffer(name, torch.zeros(n_pixels))
+            self.gauss_weight = nn.Parameter(torch.ones(()))
+
+    def fit_gaussian(self, x: torch.Tensor, rank: torch.Tensor, inner_folds: int = 5) -> None:
+        """Fit the Gaussian term to training images x (n, P) for the path order ``rank`` (P,) (no-op without one).
+
+        The term scored on other images uses the Gaussian of all of x. Training on x itself uses, for each
+        image, the Gaussian fitted without its ``inner_folds``-th part (a fixed split): in-sample, a fitted
+        covariance explains its own noise too, which would make the term look better than it is and teach
+        its weight and the network the wrong share (at weak dependence, N = 500, 8 × 8: 3.05 nats without the
+        inner fits vs the network's 4.63 alone; benchmarks/ESTIMATE_GAUSSIAN.md). Those out-of-fold
+        terms are kept as their context features of every image at every sub-step, (n, P, 3): O(n · P)
+        memory instead of a P × P matrix a fold."""
+        if self.too_large_for_gaussian:
+            log.warning("critic.gaussian_term: images of %d pixels (more than %d) train without the Gaussian "
+                        "term", x.shape[1], GAUSSIAN_TERM_MAX_PIXELS)
+        if not self.gaussian:
+            return
+        x64, rank_np = x.detach().cpu().double().numpy(), rank.cpu().numpy()
+        for name, value in _gaussian_buffers(gaussian_conditionals(x64, rank_np)).items():
+            getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+        folds = np.random.default_rng(0).permutation(np.arange(len(x64)) % inner_folds)
+        context = np.empty((len(x64), x64.shape[1], 3))
+        for k in range(inner_folds):
+            law = _gaussian_buffers(gaussian_conditionals(x64[folds != k], rank_np))
+            mean = x64[folds == k] @ law["gauss_coef"].T + law["gauss_offset"]  # (n_k, P)
+            precision = law["gauss_precision"]
+            context[folds == k] = np.stack([mean * precision - law["gauss_linear"],
+                                            np.broadcast_to(law["gauss_quadratic"], mean.shape),
+                                            -mean**2 * precision / 2], axis=-1)
+        # not a buffer: refitted (deterministically) before training or resuming, never needed after it
+        self._training_context = torch.as_tensor(context, dtype=torch.float32, device=x.device)
+
+    def _gaussian_features(self, images: torch.Tensor, pixel: torch.Tensor, value: torch.Tensor,
+                           image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context (B, 3), value (B, 3)) of the Gaussian term: images (B, P), the tested pixel (B,) and
+        value (B,); the term's weight rides on the context side. The tested and permuted pixels have zero
+        weight in the conditional mean, so neither the tested value nor the noise enter the context.
+        image: (B,) indices of the rows among the images :meth:`fit_gaussian` was given, to score them with
+        the Gaussians fitted without them; None: the Gaussian of all of them."""
+        if image is not None:
+            context = self._training_context[image, pixel]
+        else:
+            mean = (images * self.gauss_coef[pixel]).sum(dim=1) + self.gauss_offset[pixel]
+            precision = self.gauss_precision[pixel]
+            context = torch.stack([mean * precision - self.gauss_linear[pixel], self.gauss_quadratic[pixel],
+                                   -mean**2 * precision / 2], dim=1)
+        return self.gauss_weight * context, torch.stack([value, value**2, torch.ones_like(value)], dim=1)
 
     def pair_features(self, x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape,
-                      rows: torch.Tensor | None = None, center: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      rows: torch.Tensor | None = None, center: torch.Tensor | None = None,
+                      training_images: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(h (B, rank), g (B, rank)) of single-pixel sub-steps at order positions ``position`` (B,):
         h of each row's context, g of its tested value (``center`` when given). x, rows, center: as in
-        :func:`pixel_crops`. g_j · h_i is the critic on image i with image j's tested value."""
+        :func:`pixel_crops`. g_j · h_i is the critic on image i with image j's tested value (the Gaussian
+        term adds 3 to the width). training_images: x is the images :meth:`fit_gaussian` was given (in that
+        order), so the Gaussian term scores each with the Gaussian fitted without it."""
         n_out = len(position)
         blank = torch.zeros(n_out, dtype=x.dtype, device=x.device)  # h must not see the tested value
         planes, inside = pixel_crops(x, rank, position, shape, self.radius, rows, blank)
         local = self._feature_map(planes, inside).sum(dim=(2, 3))
         strip, summary = self._strips(x, rank, position, shape, rows, blank)
         context = local + self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1))
-        if center is None:
-            order = torch.empty_like(rank)
-            order[rank] = torch.arange(len(rank), device=rank.device)
-            pixel = order[position].to(x.device)
-            image = torch.arange(n_out, device=x.device) if rows is None else rows.to(x.device)
-            center = x[image, pixel]
-        return context, self.value_net(center.to(x.dtype)[:, None])
+        order = torch.empty_like(rank)
+        order[rank] = torch.arange(len(rank), device=rank.device)
+        pixel = order[position].to(x.device)
+        image = torch.arange(n_out, device=x.device) if rows is None else rows.to(x.device)
+        center = x[image, pixel] if center is None else center.to(x.dtype)
+        value = self.value_net(center[:, None])
+        if not self.gaussian:
+            return context, value
+        gauss_context, gauss_value = self._gaussian_features(x[image], pixel, center,
+                                                             image if training_images else None)
+        return torch.cat([context, gauss_context], dim=1), torch.cat([value, gauss_value], dim=1)
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         tested = planes[:, 3]
@@ -350,7 +458,12 @@ class BilinearCritic(HybridCritic):
         local = (self._feature_map(functional.pad(context_planes, pad), inside) * near).sum(dim=(2, 3))
         strip, summary = self._global_inputs(context_planes)
         context = local + self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1))
-        return (context * self.value_net(value[:, None])).sum(dim=1)
+        score = (context * self.value_net(value[:, None])).sum(dim=1)
+        if self.gaussian:  # the context plane holds the untested, unpermuted pixels, the others are 0
+            gauss_context, gauss_value = self._gaussian_features(planes[:, 0].flatten(1),
+                                                                 tested.flatten(1).argmax(dim=1), value)
+            score = score + (gauss_context * gauss_value).sum(dim=1)
+        return score
 
     def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
                        rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:

@@ -224,7 +224,7 @@ def _pairs_loss(model: nn.Module, x: torch.Tensor, shape, rank: torch.Tensor, po
     n_sub, m = len(positions), min(settings.rows_per_substep, len(x))
     rows = torch.rand(n_sub, len(x), generator=generator).argsort(dim=1)[:, :m]  # without replacement
     context, value = model.pair_features(x, rank, positions.repeat_interleave(m).to(rank.device), shape,
-                                         rows=rows.reshape(-1).to(x.device))
+                                         rows=rows.reshape(-1).to(x.device), training_images=True)
     scores = torch.einsum("sie,sje->sij", context.reshape(n_sub, m, -1), value.reshape(n_sub, m, -1))
     own = torch.eye(m, dtype=torch.bool, device=x.device)
     f_p, f_q = scores[:, own], scores[:, ~own]  # (n_sub, m), (n_sub, m(m − 1))
@@ -426,6 +426,8 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     def start_fold(i):
         """Fold i's critic, optimiser and batch generator (initialised on the global RNG seeded for the fold)."""
         model = build_critic(settings.critic, shape).to(device)
+        if hasattr(model, "fit_gaussian"):  # a fitted term (no random draws), from the fold's training images
+            model.fit_gaussian(x[splits[i][0].to(device)], rank)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
                                       weight_decay=settings.critic.weight_decay)
         batches = torch.Generator().manual_seed(_stream_seed(seed, step, "batches", i if cross_fit else None))
