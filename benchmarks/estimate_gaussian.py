@@ -1,8 +1,11 @@
 """Accuracy of total-correlation estimators on Gaussians with closed-form TC.
 
-For x ~ N(0, R) with unit variances, TC(x) = −½ log det R (nats). Two families:
+For x ~ N(0, R) with unit variances, TC(x) = −½ log det R (nats). Families:
 equicorrelated (R_ij = ρ, no spatial order) and AR(1) (R_ij = φ^|i−j|, local), with
-ρ or φ solved for the requested TC. Methods (``--methods``):
+ρ or φ solved for the requested TC; separable (equicorrelated channels ⊗ AR(1) time, uneven channel
+scales); warped (the separable images through monotone per-channel maps, exp, cube and tanh in turn:
+skewed, heavy-tailed and bounded marginals with the same TC, since TC is invariant to such maps).
+Methods (``--methods``):
 
   path-{critic}-K{K}-{order}[-F{k}]  the path estimator (critic mlp, conv, hybrid or bilinear; k cross-fitting folds)
                                   (dualdiv.estimators.dualspace.estimate_tc), K blocks of
@@ -13,6 +16,7 @@ equicorrelated (R_ij = ρ, no spatial order) and AR(1) (R_ij = φ^|i−j|, local
                                  bound from n_ref reference samples certifies more — and unguarded
   knn                            Kozachenko–Leonenko entropies, TC = Σ_i H(x_i) − H(x)
   default                        exactly `dualdiv estimate x.npy --seed S` (estimate_tc's defaults, every core)
+  default-nogauss                the same without the critic's fitted Gaussian term
   exact                          the path's held-out score with the true log-ratio critic of every
                                  sub-step (K = 1, time order): no training, so what remains is the
                                  noise of the validation split — the floor for the trained critics
@@ -79,24 +83,31 @@ def separable(shape: tuple[int, int], tc: float, channel_share: float = 0.5) -> 
     return np.kron(channels, time)
 
 
-FAMILIES = {"equicorrelated": equicorrelated, "ar1": ar1, "separable": separable}
+FAMILIES = {"equicorrelated": equicorrelated, "ar1": ar1, "separable": separable, "warped": separable}
+# the warped family's per-channel monotone maps (channel h gets WARPS[h % 3]); TC is unchanged by them
+WARPS = (np.exp, lambda z: z**3, lambda z: np.tanh(2 * z))
 # per-channel scales 10^-1 … 10^1: TC does not change, the estimator must not care (it z-scores pixels)
 UNEVEN_SCALES = (-1.0, 1.0)
 
 
 def correlation(family: str, shape: tuple[int, int], tc: float) -> np.ndarray:
     """The family's (P, P) correlation of images of ``shape`` (flat, row-major) with total correlation tc."""
-    if family == "separable":
+    if family in ("separable", "warped"):
         return separable(shape, tc)
     return FAMILIES[family](shape[0] * shape[1], tc)
 
 
-def sample(family: str, shape: tuple[int, int], tc: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x (n, H, W) float64 with uneven channel scales for the separable family, its correlation (P, P))."""
+def sample(family: str, shape: tuple[int, int], tc: float, n: int, seed: int, warp: bool = True
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(x (n, H, W) float64 with uneven channel scales for the separable family, its correlation (P, P)).
+
+    warped: the separable images through the channels' WARPS (warp=False: the Gaussian images beneath)."""
     corr = correlation(family, shape, tc)
     x = np.random.default_rng(seed).multivariate_normal(np.zeros(len(corr)), corr, n)
     x = x.reshape(n, *shape)
-    if family == "separable":
+    if family == "warped" and warp:
+        x = np.stack([WARPS[h % len(WARPS)](x[:, h]) for h in range(shape[0])], axis=1)
+    if family in ("separable", "warped"):
         x = x * np.logspace(*UNEVEN_SCALES, shape[0])[None, :, None]
     return x, corr
 
@@ -141,12 +152,15 @@ class GaussianLogRatio(Critic):
 
 
 METHOD = re.compile(r"^(?:path-(?P<critic>mlp|conv|hybrid|bilinear)-K(?P<k>\d+)-(?P<order>time|random|channel|patch)"
-                    r"(?:-F(?P<folds>\d+))?|single-(?P<single>mlp|conv)|knn|exact(?:-F(?P<exact_folds>\d+))?|default)$")
+                    r"(?:-F(?P<folds>\d+))?|single-(?P<single>mlp|conv)|knn|exact(?:-F(?P<exact_folds>\d+))?|default(?:-nogauss)?)$")
 
 
-def estimate(method: str, x: np.ndarray, corr: np.ndarray, seed: int, settings: StepSettings
-             ) -> list[tuple[str, float, float]]:
-    """[(label, estimate, stderr)] in nats for one method name (see the module docstring); x (n, H, W)."""
+def estimate(method: str, x: np.ndarray, corr: np.ndarray, seed: int, settings: StepSettings,
+             gaussian: np.ndarray | None = None) -> list[tuple[str, float, float]]:
+    """[(label, estimate, stderr)] in nats for one method name (see the module docstring); x (n, H, W).
+
+    gaussian: the Gaussian images beneath warped x (the exact critic scores those: the same TC, and the
+    DV bound of the true critic is invariant to the per-pixel maps); None: x itself."""
     match = METHOD.match(method)
     if match is None:
         raise SystemExit(f"unknown method {method!r}")
@@ -155,8 +169,12 @@ def estimate(method: str, x: np.ndarray, corr: np.ndarray, seed: int, settings: 
     if method == "default":  # exactly `dualdiv estimate x.npy --seed S`: estimate_tc's defaults (every core)
         result = estimate_tc(x.astype(np.float32), seed=seed)
         return [(method, result["tc"], result["stderr"])]
+    if method == "default-nogauss":
+        no_term = replace(THOROUGH_TRAINING, critic=replace(THOROUGH_TRAINING.critic, gaussian_term=False))
+        result = estimate_tc(x.astype(np.float32), n_blocks=1, seed=seed, settings=no_term, n_jobs=-1)
+        return [(method, result["tc"], result["stderr"])]
     if method.startswith("exact"):
-        images = standardise_pixels(x)
+        images = standardise_pixels(x if gaussian is None else gaussian)
         folds = int(match["exact_folds"] or 1)
         score = score_step(GaussianLogRatio(corr), images, make_plan(images.shape[1:], 1), 1,
                            replace(settings, folds=folds), seed)
@@ -248,9 +266,10 @@ def main(argv=None) -> None:
                 for n in args.n:
                     for seed in args.seeds:
                         x, corr = sample(family, shape, tc, n, seed)
+                        gaussian = sample(family, shape, tc, n, seed, warp=False)[0] if family == "warped" else None
                         for method in args.methods:
                             t0 = time.perf_counter()
-                            for label, value, stderr in estimate(method, x, corr, seed, settings):
+                            for label, value, stderr in estimate(method, x, corr, seed, settings, gaussian):
                                 rows.append({"family": family, "d": d, "tc": tc, "n": n, "method": label,
                                              "seed": seed, "estimate": value, "stderr": stderr,
                                              "wall_s": time.perf_counter() - t0})

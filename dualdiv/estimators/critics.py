@@ -358,14 +358,16 @@ class BilinearCritic(HybridCritic):
 
     def __init__(self, settings: CriticSettings, shape):
         super().__init__(settings, shape)
-        self.head = _maybe_sn(nn.Conv2d(settings.channels, settings.rank, 1), settings)
-        self.global_net = nn.Sequential(*_mlp_layers(self.global_net[0].in_features, settings, settings.rank))
-        self.value_net = nn.Sequential(nn.Linear(1, settings.value_hidden), nn.ELU(),
-                                       nn.Linear(settings.value_hidden, settings.value_hidden), nn.ELU(),
-                                       nn.Linear(settings.value_hidden, settings.rank))
         n_pixels = shape[0] * shape[1]
         self.gaussian = settings.gaussian_term and n_pixels <= GAUSSIAN_TERM_MAX_PIXELS
         self.too_large_for_gaussian = settings.gaussian_term and not self.gaussian
+        self.gaussian_inputs = self.gaussian and settings.gaussian_inputs
+        self.head = _maybe_sn(nn.Conv2d(settings.channels, settings.rank, 1), settings)
+        self.global_net = nn.Sequential(*_mlp_layers(self.global_net[0].in_features + 2 * self.gaussian_inputs,
+                                                     settings, settings.rank))
+        self.value_net = nn.Sequential(nn.Linear(1, settings.value_hidden), nn.ELU(),
+                                       nn.Linear(settings.value_hidden, settings.value_hidden), nn.ELU(),
+                                       nn.Linear(settings.value_hidden, settings.rank))
         if self.gaussian:
             # the fitted Gaussian (buffers: saved with the critic); zeros until fit_gaussian: no term
             self.register_buffer("gauss_coef", torch.zeros(n_pixels, n_pixels))
@@ -392,7 +394,8 @@ class BilinearCritic(HybridCritic):
         for name, value in _gaussian_buffers(gaussian_conditionals(x64, rank_np)).items():
             getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32))
         folds = np.random.default_rng(0).permutation(np.arange(len(x64)) % inner_folds)
-        context = np.empty((len(x64), x64.shape[1], 3))
+        context = np.empty((len(x64), x64.shape[1], 3))  # the term's context features, as _gaussian_features
+        summary = np.empty((len(x64), x64.shape[1], 2))  # the conditional mean and log precision
         for k in range(inner_folds):
             law = _gaussian_buffers(gaussian_conditionals(x64[folds != k], rank_np))
             mean = x64[folds == k] @ law["gauss_coef"].T + law["gauss_offset"]  # (n_k, P)
@@ -400,24 +403,37 @@ class BilinearCritic(HybridCritic):
             context[folds == k] = np.stack([mean * precision - law["gauss_linear"],
                                             np.broadcast_to(law["gauss_quadratic"], mean.shape),
                                             -mean**2 * precision / 2], axis=-1)
-        # not a buffer: refitted (deterministically) before training or resuming, never needed after it
+            summary[folds == k] = np.stack([mean, np.broadcast_to(np.log(precision), mean.shape)], axis=-1)
+        # not buffers: refitted (deterministically) before training or resuming, never needed after it
         self._training_context = torch.as_tensor(context, dtype=torch.float32, device=x.device)
+        self._training_summary = torch.as_tensor(summary, dtype=torch.float32, device=x.device)
 
     def _gaussian_features(self, images: torch.Tensor, pixel: torch.Tensor, value: torch.Tensor,
-                           image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context (B, 3), value (B, 3)) of the Gaussian term: images (B, P), the tested pixel (B,) and
-        value (B,); the term's weight rides on the context side. The tested and permuted pixels have zero
-        weight in the conditional mean, so neither the tested value nor the noise enter the context.
+                           image: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(context (B, 3), value (B, 3), summary (B, 2)) of the Gaussian term: images (B, P), the tested
+        pixel (B,) and value (B,); the term's weight rides on the context side; summary: the conditional
+        mean and log precision (``gaussian_inputs``). The tested and permuted pixels have zero weight in the
+        conditional mean, so neither the tested value nor the noise enter the context.
         image: (B,) indices of the rows among the images :meth:`fit_gaussian` was given, to score them with
         the Gaussians fitted without them; None: the Gaussian of all of them."""
         if image is not None:
-            context = self._training_context[image, pixel]
+            context, summary = self._training_context[image, pixel], self._training_summary[image, pixel]
         else:
             mean = (images * self.gauss_coef[pixel]).sum(dim=1) + self.gauss_offset[pixel]
             precision = self.gauss_precision[pixel]
             context = torch.stack([mean * precision - self.gauss_linear[pixel], self.gauss_quadratic[pixel],
                                    -mean**2 * precision / 2], dim=1)
-        return self.gauss_weight * context, torch.stack([value, value**2, torch.ones_like(value)], dim=1)
+            summary = torch.stack([mean, precision.log()], dim=1)
+        return (self.gauss_weight * context, torch.stack([value, value**2, torch.ones_like(value)], dim=1),
+                summary)
+
+    def _context(self, local: torch.Tensor, strip: torch.Tensor, summary: torch.Tensor,
+                 gauss_summary: torch.Tensor | None) -> torch.Tensor:
+        """h (B, rank): the conv window's features plus the global MLP's (with ``gaussian_inputs``, the
+        fitted conditional mean and log precision among its inputs)."""
+        inputs = [strip.flatten(1), summary.flatten(1)] + ([gauss_summary] if self.gaussian_inputs else [])
+        return local + self.global_net(torch.cat(inputs, dim=1))
 
     def pair_features(self, x: torch.Tensor, rank: torch.Tensor, position: torch.Tensor, shape,
                       rows: torch.Tensor | None = None, center: torch.Tensor | None = None,
@@ -432,7 +448,6 @@ class BilinearCritic(HybridCritic):
         planes, inside = pixel_crops(x, rank, position, shape, self.radius, rows, blank)
         local = self._feature_map(planes, inside).sum(dim=(2, 3))
         strip, summary = self._strips(x, rank, position, shape, rows, blank)
-        context = local + self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1))
         order = torch.empty_like(rank)
         order[rank] = torch.arange(len(rank), device=rank.device)
         pixel = order[position].to(x.device)
@@ -440,10 +455,11 @@ class BilinearCritic(HybridCritic):
         center = x[image, pixel] if center is None else center.to(x.dtype)
         value = self.value_net(center[:, None])
         if not self.gaussian:
-            return context, value
-        gauss_context, gauss_value = self._gaussian_features(x[image], pixel, center,
-                                                             image if training_images else None)
-        return torch.cat([context, gauss_context], dim=1), torch.cat([value, gauss_value], dim=1)
+            return self._context(local, strip, summary, None), value
+        gauss_context, gauss_value, gauss_summary = self._gaussian_features(x[image], pixel, center,
+                                                                            image if training_images else None)
+        return (torch.cat([self._context(local, strip, summary, gauss_summary), gauss_context], dim=1),
+                torch.cat([value, gauss_value], dim=1))
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         tested = planes[:, 3]
@@ -457,13 +473,13 @@ class BilinearCritic(HybridCritic):
                                      padding=self.radius)
         local = (self._feature_map(functional.pad(context_planes, pad), inside) * near).sum(dim=(2, 3))
         strip, summary = self._global_inputs(context_planes)
-        context = local + self.global_net(torch.cat([strip.flatten(1), summary.flatten(1)], dim=1))
-        score = (context * self.value_net(value[:, None])).sum(dim=1)
-        if self.gaussian:  # the context plane holds the untested, unpermuted pixels, the others are 0
-            gauss_context, gauss_value = self._gaussian_features(planes[:, 0].flatten(1),
-                                                                 tested.flatten(1).argmax(dim=1), value)
-            score = score + (gauss_context * gauss_value).sum(dim=1)
-        return score
+        # the context plane holds the untested, unpermuted pixels, the others are 0
+        if not self.gaussian:
+            return (self._context(local, strip, summary, None) * self.value_net(value[:, None])).sum(dim=1)
+        gauss_context, gauss_value, gauss_summary = self._gaussian_features(
+            planes[:, 0].flatten(1), tested.flatten(1).argmax(dim=1), value)
+        return ((self._context(local, strip, summary, gauss_summary) * self.value_net(value[:, None])).sum(dim=1)
+                + (gauss_context * gauss_value).sum(dim=1))
 
     def substep_values(self, x: torch.Tensor, rank: torch.Tensor, bounds: torch.Tensor, shape,
                        rows: torch.Tensor | None = None, center: torch.Tensor | None = None) -> torch.Tensor:

@@ -34,6 +34,8 @@ class CriticSettings:
     gaussian_term: the bilinear critic adds w · the sub-step log ratio of a Gaussian fitted to its training
         images (Ledoit–Wolf covariance; w learned, starting at 1), so the network learns the correction to
         the linear-Gaussian dependence instead of all of it (:class:`dualdiv.estimators.critics.BilinearCritic`).
+    gaussian_inputs: with ``gaussian_term``, the global MLP also sees the fitted conditional mean and log
+        precision of the tested pixel, so it can weigh the fit against its own reading of the context.
     spectral_norm: spectrally normalise every layer.
     weight_decay: decoupled (AdamW) weight decay used when training the critic.
     """
@@ -50,6 +52,7 @@ class CriticSettings:
     rank: int = 16
     value_hidden: int = 32
     gaussian_term: bool = False
+    gaussian_inputs: bool = False
     spectral_norm: bool = False
     weight_decay: float = 0.01
 
@@ -149,10 +152,11 @@ class StepSettings:
 # learning rate annealed to 5 % and patience long enough to run the whole schedule (patience 5 stopped it
 # at 1000 of 3000 iterations with the rate still high: −0.5 nats at 8 × 8), cross-fitted over 5 folds
 # so that every image is scored (one 20 % split scatters ±8 % at TC 20 even with the true critic), and the
-# fitted Gaussian term, which the network then corrects (8 × 8 at TC 60: 57.6 vs 55.7 nats, true 60.1).
+# fitted Gaussian term, which the network then corrects, seeing the fit among its inputs (one critic on
+# 6 000 fresh images, 8 × 8: 57.5 vs 55.7 nats at TC 60, true 60.1; 19.3 either way at TC 20).
 # Measured in benchmarks/ESTIMATE_GAUSSIAN.md ("The default of `dualdiv estimate`").
 THOROUGH_TRAINING = StepSettings(critic=CriticSettings(kind="bilinear", relative_channels=True, dropout=0.0,
-                                                        gaussian_term=True),
+                                                        gaussian_term=True, gaussian_inputs=True),
                                  max_iterations=1500, eval_every=100, patience=15, final_lr_fraction=0.05,
                                  folds=5)
 
