@@ -149,7 +149,8 @@ def test_estimate_default_budget_is_one_cross_fitted_bilinear_step_and_pipeline_
 
     seen = []
     original = path.train_step
-    monkeypatch.setattr(path, "train_step", lambda *a, **k: seen.append((a[3].critic.kind, a[3].folds, k["jobs"]))
+    monkeypatch.setattr(path, "train_step", lambda *a, **k: seen.append(
+        (a[3].critic.kind, a[3].critic.gaussian_term and a[3].critic.gaussian_inputs, a[3].folds, k["jobs"]))
                         or original(*a, **k))
     rng = np.random.default_rng(0)
     z = rng.normal(size=(60, 2, 1))
@@ -157,8 +158,8 @@ def test_estimate_default_budget_is_one_cross_fitted_bilinear_step_and_pipeline_
     assert main(["estimate", str(tmp_path / "x.npy"), "--max-iterations", "40"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert np.isfinite(result["tc"]) and result["n_blocks"] == 1 and result["steps"][0]["iterations"] <= 5 * 40
-    assert seen == [("bilinear", 5, -1)]
+    assert seen == [("bilinear", True, 5, -1)]
     seen.clear()
     assert main(["estimate", str(tmp_path / "x.npy"), "--budget", "pipeline", "--steps", "2", "--max-iterations",
                  "20", "--jobs", "1"]) == 0
-    assert json.loads(capsys.readouterr().out)["n_blocks"] == 2 and seen == [("conv", 1, 1), ("conv", 1, 1)]
+    assert json.loads(capsys.readouterr().out)["n_blocks"] == 2 and seen == [("conv", False, 1, 1), ("conv", False, 1, 1)]

@@ -31,7 +31,7 @@ from dualdiv.estimators.path import (
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = CriticSettings(kind="bilinear", channels=4, hidden=16, dropout=0.0, strip=1, rank=4, value_hidden=8,
-                       gaussian_term=True)
+                       gaussian_term=True, gaussian_inputs=True)
 
 
 def test_conditionals_are_the_regressions_of_each_pixel_on_the_pixels_after_it():
@@ -102,7 +102,14 @@ def test_training_images_get_the_gaussians_fitted_without_them():
     again.fit_gaussian(x, rank)
     assert torch.equal(again.pair_features(x, rank, position, shape, training_images=True)[0][:, -3:], out_of_fold)
     # the full-sample fit is a buffer (saved with the critic), the inner fits are not
-    assert "gauss_coef" in critic.state_dict() and not any("inner" in key for key in critic.state_dict())
+    assert "gauss_coef" in critic.state_dict() and not any("training" in key for key in critic.state_dict())
+    # the whole-planes forward (the fit among the global MLP's inputs) agrees with the fast path
+    critic.eval()
+    bounds = torch.tensor([[2, 3]]).expand(40, 2)
+    planes = critic_input(x, *substep_input(rank, bounds), shape)
+    assert torch.allclose(critic(planes), critic.substep_values(x, rank, bounds, shape), atol=1e-4)
+    assert critic.global_net[0].in_features == BilinearCritic(
+        CriticSettings(**{**SMALL.__dict__, "gaussian_inputs": False}), shape).global_net[0].in_features + 2
 
 
 def test_a_trained_critic_with_the_term_reloads_to_the_same_values_and_needs_the_bilinear_kind():
@@ -124,7 +131,7 @@ def test_the_term_lifts_a_strong_dependence_estimate_to_the_true_critics_score()
     """Separable 2 × 8 Gaussian, ρ 0.8 across channels, φ 0.9 in time (TC 15.7 nats in closed form),
     N = 300, 300 iterations: with the term the estimate is within 1 nat of the true sub-step critics'
     score on the same held-out split (13.9 there); the network alone falls far short
-    (measured: 13.4 with the term, 8.6 without)."""
+    (measured: 13.5 with the term and its inputs, 8.6 without)."""
     shape, rho, phi = (2, 8), 0.8, 0.9
     corr = separable_corr(*shape, rho, phi)
     assert -0.5 * np.linalg.slogdet(corr)[1] == pytest.approx(15.71, abs=0.01)
@@ -135,6 +142,6 @@ def test_the_term_lifts_a_strong_dependence_estimate_to_the_true_critics_score()
                        seed=0)["D"]
     without = estimate_tc(x, n_blocks=1, seed=0, settings=settings)["tc"]
     with_term = estimate_tc(x, n_blocks=1, seed=0, settings=replace(
-        settings, critic=replace(critic, gaussian_term=True)))["tc"]
+        settings, critic=replace(critic, gaussian_term=True, gaussian_inputs=True)))["tc"]
     assert floor - 1.0 < with_term < floor + 0.5
     assert with_term > without + 3
