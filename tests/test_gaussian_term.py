@@ -145,3 +145,13 @@ def test_the_term_lifts_a_strong_dependence_estimate_to_the_true_critics_score()
         settings, critic=replace(critic, gaussian_term=True, gaussian_inputs=True)))["tc"]
     assert floor - 1.0 < with_term < floor + 0.5
     assert with_term > without + 3
+
+
+def test_constant_images_get_a_finite_term():
+    """A singular covariance (constant pixels) gets a tiny ridge instead of a failed factorisation."""
+    law = gaussian_conditionals(np.zeros((20, 6)), np.arange(6))
+    assert all(np.isfinite(value).all() for value in law.values())
+    x = np.zeros((40, 2, 3))
+    x[:, 0, 0] = np.random.default_rng(0).normal(size=40)
+    settings = StepSettings(critic=SMALL, max_iterations=20, eval_every=10, folds=2)
+    assert estimate_tc(x, seed=0, settings=settings)["tc"] == pytest.approx(0.0, abs=1e-3)

@@ -161,7 +161,12 @@ def gaussian_conditionals(x: np.ndarray, rank: np.ndarray) -> dict[str, np.ndarr
     fitted = LedoitWolf().fit(np.asarray(x, dtype=np.float64))
     covariance, mean = fitted.covariance_, fitted.location_
     order = np.argsort(rank)  # order[j]: the pixel at position j
-    factor = np.linalg.cholesky(np.linalg.inv(covariance[np.ix_(order, order)]))  # lower, in path order
+    try:
+        factor = np.linalg.cholesky(np.linalg.inv(covariance[np.ix_(order, order)]))  # lower, in path order
+    except np.linalg.LinAlgError:  # singular (constant images, e.g.): a ridge of 1e-6 of the mean variance
+        ridge = 1e-6 * (np.trace(covariance) / len(covariance) if np.trace(covariance) > 0 else 1.0)
+        covariance = covariance + ridge * np.eye(len(covariance))
+        factor = np.linalg.cholesky(np.linalg.inv(covariance[np.ix_(order, order)]))
     diagonal = np.diag(factor)
     in_order = -np.tril(factor, -1) / diagonal[None, :]  # [k, j]: weight of position k in position j's mean
     coef = np.zeros_like(covariance)
