@@ -93,8 +93,10 @@ def test_training_images_get_the_gaussians_fitted_without_them():
     x = torch.randn(40, 8) @ torch.randn(8, 8)
     rank = pixel_rank(make_plan(shape, 1))
     critic = BilinearCritic(SMALL, shape)
-    critic.fit_gaussian(x, rank)
     position = torch.full((40,), 2)
+    unfitted = critic.pair_features(x, rank, position, shape)[0]
+    assert torch.isfinite(unfitted).all() and not unfitted[:, -3:].any()  # unfitted: the term is 0
+    critic.fit_gaussian(x, rank)
     in_sample = critic.pair_features(x, rank, position, shape)[0][:, -3:]
     out_of_fold = critic.pair_features(x, rank, position, shape, training_images=True)[0][:, -3:]
     assert not torch.allclose(in_sample, out_of_fold)

@@ -374,10 +374,12 @@ class BilinearCritic(HybridCritic):
                                        nn.Linear(settings.value_hidden, settings.value_hidden), nn.ELU(),
                                        nn.Linear(settings.value_hidden, settings.rank))
         if self.gaussian:
-            # the fitted Gaussian (buffers: saved with the critic); zeros until fit_gaussian: no term
+            # the fitted Gaussian (buffers: saved with the critic); until fit_gaussian, independent
+            # unit-variance pixels: the term is 0
             self.register_buffer("gauss_coef", torch.zeros(n_pixels, n_pixels))
-            for name in ("gauss_offset", "gauss_precision", "gauss_linear", "gauss_quadratic"):
+            for name in ("gauss_offset", "gauss_linear", "gauss_quadratic"):
                 self.register_buffer(name, torch.zeros(n_pixels))
+            self.register_buffer("gauss_precision", torch.ones(n_pixels))
             self.gauss_weight = nn.Parameter(torch.ones(()))
 
     def fit_gaussian(self, x: torch.Tensor, rank: torch.Tensor, inner_folds: int = 5) -> None:
