@@ -162,4 +162,5 @@ def test_estimate_default_budget_is_one_cross_fitted_bilinear_step_and_pipeline_
     seen.clear()
     assert main(["estimate", str(tmp_path / "x.npy"), "--budget", "pipeline", "--steps", "2", "--max-iterations",
                  "20", "--jobs", "1"]) == 0
-    assert json.loads(capsys.readouterr().out)["n_blocks"] == 2 and seen == [("conv", False, 1, 1), ("conv", False, 1, 1)]
+    assert json.loads(capsys.readouterr().out)["n_blocks"] == 2
+    assert seen == [("conv", False, 1, 1), ("conv", False, 1, 1)]

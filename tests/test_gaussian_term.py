@@ -153,7 +153,22 @@ def test_constant_images_get_a_finite_term():
     """A singular covariance (constant pixels) gets a tiny ridge instead of a failed factorisation."""
     law = gaussian_conditionals(np.zeros((20, 6)), np.arange(6))
     assert all(np.isfinite(value).all() for value in law.values())
-    x = np.zeros((40, 2, 3))
-    x[:, 0, 0] = np.random.default_rng(0).normal(size=40)
+    x = np.zeros((60, 2, 3))
+    x[:, 0, 0] = np.random.default_rng(0).normal(size=60)
     settings = StepSettings(critic=SMALL, max_iterations=20, eval_every=10, folds=2)
-    assert estimate_tc(x, seed=0, settings=settings)["tc"] == pytest.approx(0.0, abs=1e-3)
+    result = estimate_tc(x, seed=0, settings=settings)
+    assert result["steps"][0]["gaussian_term"] and result["tc"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_the_term_needs_several_training_images_a_pixel():
+    """Below GAUSSIAN_TERM_IMAGES_PER_PIXEL training images a pixel the step trains without the term (a full
+    covariance from fewer is noise), and says so in its record and its state."""
+    shape = (2, 4)
+    images = standardise_pixels(np.random.default_rng(3).normal(size=(60, *shape)))
+    settings = StepSettings(critic=SMALL, max_iterations=20, eval_every=10, folds=2)
+    plan = make_plan(shape, 1)
+    state, record = train_step(images, plan, 1, settings, seed=0)  # 30 training images a fold, 8 pixels
+    assert record["gaussian_term"] is False and state["critic"]["gaussian_term"] is False
+    assert not any("gauss" in key for key in state["model"])
+    state, record = train_step(images[:, :1, :3], make_plan((1, 3), 1), 1, settings, seed=0)  # 3 pixels
+    assert record["gaussian_term"] is True and state["critic"]["gaussian_term"] is True

@@ -40,6 +40,11 @@ N_PLANES = 4
 # The bilinear critic's Gaussian term keeps a P × P matrix a critic (64 MB at this size) and factors one per
 # fit; larger images train without it (a warning says so).
 GAUSSIAN_TERM_MAX_PIXELS = 4096
+# ... and it is fitted only from at least this many training images a pixel: a full covariance from fewer is
+# too noisy to help (separable Gaussians, N = 500, 400 training images: at 6.3 a pixel, 8 × 8, +2.5 nats at TC 60
+# and ±0.05 at TC 5-20; at 1.6 a pixel, 16 × 16 and 4 × 64, −0.1 nats at every TC). 4 lies between the two
+# ratios measured; it is not tuned further (benchmarks/ESTIMATE_GAUSSIAN.md).
+GAUSSIAN_TERM_IMAGES_PER_PIXEL = 4
 
 log = logging.getLogger(__name__)
 

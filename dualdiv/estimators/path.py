@@ -32,11 +32,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -55,12 +56,20 @@ from dualdiv.core.training import (
     torch_threads,
     train,
 )
-from dualdiv.estimators.critics import ConstantCritic, CriticSettings, FoldEnsemble, build_critic, substep_input
+from dualdiv.estimators.critics import (
+    GAUSSIAN_TERM_IMAGES_PER_PIXEL,
+    ConstantCritic,
+    CriticSettings,
+    FoldEnsemble,
+    build_critic,
+    substep_input,
+)
 from dualdiv.estimators.divergence import dv_bound, dv_ess, dv_influence, permutation_indices, swap_pixels
 from dualdiv.estimators.plan import ORDERS, SUBSTEPS, check_plan, make_plan  # noqa: F401 (re-exported)
 from dualdiv.estimators.settings import StepSettings
 
 _STREAMS = {"split": 0, "init": 1, "batches": 2, "validation": 3, "final": 4, "eval_pick": 5}
+log = logging.getLogger(__name__)
 _MAX_ELEMENTS = 2**20  # rows × pixels per critic forward pass when scoring (caps memory near 100 MB)
 
 
@@ -333,6 +342,16 @@ def _fold_workers(jobs: int | None, n_folds: int, settings: StepSettings, device
     return min(jobs, n_folds)
 
 
+def _gaussian_gate(settings: StepSettings, n_pixels: int, n_train: int) -> StepSettings:
+    """``settings`` without the bilinear critic's Gaussian term (and its inputs) when the folds train on fewer
+    than GAUSSIAN_TERM_IMAGES_PER_PIXEL images a pixel, too few to fit a full covariance that helps."""
+    if not settings.critic.gaussian_term or n_train >= GAUSSIAN_TERM_IMAGES_PER_PIXEL * n_pixels:
+        return settings
+    log.info("critic.gaussian_term: %d training images for %d pixels (fewer than %d a pixel): trained without "
+             "the Gaussian term", n_train, n_pixels, GAUSSIAN_TERM_IMAGES_PER_PIXEL)
+    return replace(settings, critic=replace(settings.critic, gaussian_term=False, gaussian_inputs=False))
+
+
 def train_step(images, plan: dict, step: int, settings: StepSettings | None = None, seed: int = 0,
                checkpoint: str | os.PathLike | None = None, device: str = "auto", progress: bool = False,
                callback=None, jobs: int | None = None) -> tuple[dict, dict]:
@@ -361,7 +380,9 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     stopped ("patience" | "budget"), wall_time_s, curve {"iteration", "validation"} (the first
     fold's), influence (per held-out image, for :func:`combine_steps`), split (hash of the
     held-out assignment), n_train, n_val, seed, device, key, resumed_from, folds (per fold: D,
-    stderr, n_val, iterations, best_iteration, stopped, fallback).
+    stderr, n_val, iterations, best_iteration, stopped, fallback), gaussian_term (whether the bilinear
+    critic had its fitted Gaussian term: :func:`_gaussian_gate` drops it below
+    ``GAUSSIAN_TERM_IMAGES_PER_PIXEL`` training images a pixel).
     """
     started = time.perf_counter()
     settings = settings or StepSettings()
@@ -373,6 +394,7 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
     shape, bounds = tuple(plan["shape"]), substep_bounds(plan, step)
     device = resolve_device(device)
     splits = _fold_splits(len(images), settings, seed)
+    settings = _gaussian_gate(settings, images.shape[1] * images.shape[2], min(len(train) for train, _ in splits))
     x = torch.as_tensor(images.reshape(len(images), -1)).to(device)
     rank = pixel_rank(plan).to(device)
     key = run_key(settings, plan, step, seed, images)
@@ -470,7 +492,7 @@ def train_step(images, plan: dict, step: int, settings: StepSettings | None = No
         "curve": {"iteration": [i for i, _ in first.curve],
                   "validation": [_finite_or_none(v) for _, v in first.curve]},
         "n_train": len(images) if cross_fit else len(splits[0][0]), "seed": seed, "device": str(device),
-        "key": key, "resumed_from": first.resumed_from,
+        "key": key, "resumed_from": first.resumed_from, "gaussian_term": settings.critic.gaussian_term,
     }
     if cross_fit:
         record["folds"] = [{k: v for k, v in f.items() if k != "trained"} for f in fits]
