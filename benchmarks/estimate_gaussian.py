@@ -17,6 +17,7 @@ Methods (``--methods``):
   knn                            Kozachenko–Leonenko entropies, TC = Σ_i H(x_i) − H(x)
   default                        exactly `dualdiv estimate x.npy --seed S` (estimate_tc's defaults, every core)
   default-nogauss                the same without the critic's fitted Gaussian term
+  default-ranks                  the same on normal scores (`dualdiv estimate --marginals ranks`)
   exact                          the path's held-out score with the true log-ratio critic of every
                                  sub-step (K = 1, time order): no training, so what remains is the
                                  noise of the validation split — the floor for the trained critics
@@ -152,7 +153,7 @@ class GaussianLogRatio(Critic):
 
 
 METHOD = re.compile(r"^(?:path-(?P<critic>mlp|conv|hybrid|bilinear)-K(?P<k>\d+)-(?P<order>time|random|channel|patch)"
-                    r"(?:-F(?P<folds>\d+))?|single-(?P<single>mlp|conv)|knn|exact(?:-F(?P<exact_folds>\d+))?|default(?:-nogauss)?)$")
+                    r"(?:-F(?P<folds>\d+))?|single-(?P<single>mlp|conv)|knn|exact(?:-F(?P<exact_folds>\d+))?|default(?:-nogauss|-ranks)?)$")
 
 
 def estimate(method: str, x: np.ndarray, corr: np.ndarray, seed: int, settings: StepSettings,
@@ -168,6 +169,9 @@ def estimate(method: str, x: np.ndarray, corr: np.ndarray, seed: int, settings: 
         return [(method, knn_tc(x.reshape(len(x), -1)), math.nan)]
     if method == "default":  # exactly `dualdiv estimate x.npy --seed S`: estimate_tc's defaults (every core)
         result = estimate_tc(x.astype(np.float32), seed=seed)
+        return [(method, result["tc"], result["stderr"])]
+    if method == "default-ranks":
+        result = estimate_tc(x.astype(np.float32), seed=seed, marginals="ranks")
         return [(method, result["tc"], result["stderr"])]
     if method == "default-nogauss":
         no_term = replace(THOROUGH_TRAINING, critic=replace(THOROUGH_TRAINING.critic, gaussian_term=False))

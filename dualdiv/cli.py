@@ -79,15 +79,16 @@ change). Prints JSON: {"tc": nats, "stderr": nats, "steps": [{"step", "D", "stde
 
 Default budget (--budget thorough; THOROUGH_TRAINING in Python, estimate_tc's default):
 one step (its single-pixel sub-steps already walk the path), a critic g(tested value) .
-h(rest) trained on every pairing of a batch, 1500 iterations with an annealed learning
-rate, cross-fitted over 5 folds so every sample is scored by a critic that did not see
-it, the folds on every core (--jobs). Its cost is set by the budget, hardly by n: on
-2 CPU cores, N = 500, 54-64 s for d = 64 vectors, 91-105 s for 8 x 8 images, 97-146 s
-for 16 x 16 and 4 x 64 (2026-12-04). On Gaussians of 500 samples with known TC 20 nats
-(benchmarks/ESTIMATE_GAUSSIAN.md, 3 seeds) it read -3.4 % (AR(1), d = 64), -3.5 %
-(equicorrelated), -5.2 % (channels x time 8 x 8), -4.7 % (16 x 16), -2.8 % (4 x 64),
-every seed within 7.3 %; at TC 5 and 60 -2.9 % to -11.4 % (8 x 8 the worst). 69 s for
-30 x 3 x 64, 155 s for 98 EEG images of 14 x 128.
+h(rest) trained on every pairing of a batch, plus a fitted Gaussian log ratio that the
+network corrects (when there are at least 4 training images a pixel), 1500 iterations
+with an annealed learning rate, cross-fitted over 5 folds so every sample is scored by
+a critic that did not see it, the folds on every core (--jobs). Its cost is set by the
+budget, hardly by n: on 2 CPU cores, N = 500, 68-84 s for d = 64 vectors, 87-122 s for
+8 x 8 images, 97-198 s for 16 x 16 and 4 x 64 (2026-12-04). On Gaussians of 500 samples
+with known TC 20 nats (benchmarks/ESTIMATE_GAUSSIAN.md, 3 seeds) it read -3.4 % (AR(1),
+d = 64), -3.4 % (equicorrelated), -5.3 % (channels x time 8 x 8), -4.7 % (16 x 16),
+-2.8 % (4 x 64), every seed within 7.3 %; at TC 5 and 60 -2.9 % to -8.7 % (16 x 16 and
+8 x 8 at TC 5 the worst). 69 s for 30 x 3 x 64, 155 s for 98 EEG images of 14 x 128.
 --budget pipeline is the pipeline's (config `estimate.training`, K = 4 unless --steps;
 `dualdiv config` prints it): 12-20 s a step, but -6 % to -29 % on those Gaussians.
 A bar per fold goes to stderr when it is a terminal, else a progress line every 5 s;
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda, cuda:N")
     estimate.add_argument("--progress", action=argparse.BooleanOptionalAction,
                           help="progress bar per step on stderr (default: when stderr is a terminal)")
+    estimate.add_argument("--marginals", choices=("zscore", "ranks"), default="zscore",
+                          help="each variable z-scored (the default) or mapped to its normal scores (ranks: the "
+                               "Gaussian copula; TC is unchanged by either; for skewed or heavy-tailed data)")
     estimate.add_argument("--save", metavar="DIR", help="also save the fitted dual space to DIR")
 
     localize = add(
@@ -322,7 +326,7 @@ def _run_estimate(args: argparse.Namespace, config: dict) -> None:
         estimate["n_reference"] = 0  # TC only: no dual window to compute
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     space = DualSpace.from_config(estimate, seed=_seed(args, config), device=args.device or config["device"],
-                                  standardise=True, progress=progress, n_jobs=args.jobs).fit(x)
+                                  standardise=args.marginals, progress=progress, n_jobs=args.jobs).fit(x)
     if args.save:
         space.save(args.save)
     result = {**space.summary(), "min_ess": space.min_ess_, "n_blocks": space.n_blocks, "order": space.order,

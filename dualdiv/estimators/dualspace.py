@@ -61,8 +61,12 @@ class DualSpace:
     steps: per-step overrides of ``training``, e.g. ``{"3": {"max_iterations": 400}}``.
     n_reference: product-of-marginals samples scored by F for ``lo_``; 0 skips the dual
         window (``lo_``/``hi_`` None; an estimate of TC only).
-    standardise: z-score every pixel across the fitted images first (TC is invariant;
-        the pipeline's tiles are already z-scored per channel, so it is off there).
+    standardise: False, True (= "zscore": z-score every pixel across the fitted images first; TC is
+        invariant; the pipeline's tiles are already z-scored per channel, so it is off there) or
+        "ranks": every pixel to its normal scores, Φ⁻¹ of its mid-rank among the fitted images over
+        n + 1 (the Gaussian copula; TC is invariant to any increasing map of a pixel, so skewed,
+        heavy-tailed or bounded marginals cost nothing; F is then piecewise constant in x: no
+        :meth:`gradient`).
     seed: seeds the plan, every step and the reference samples.
     device: "auto" (CUDA when available), "cpu", "cuda", ...; progress: tqdm bar per step.
     n_jobs: threads a cross-fitted step's folds train on (``training.folds`` ≥ 2; None: 1, −1:
@@ -74,7 +78,8 @@ class DualSpace:
     stderr, iterations, curve, ...), ``tc_`` and ``tc_stderr_`` (nats), ``min_ess_``,
     ``fit_F_`` (F of the fitted images, (n,)), ``reference_F_`` (n_reference,) and
     ``reference_steps_`` (n_reference, K) on the product-of-marginals samples, ``lo_``,
-    ``hi_``, ``shape_`` ((H, W)), ``pixel_mean_``/``pixel_std_`` (with ``standardise``).
+    ``hi_``, ``shape_`` ((H, W)), ``pixel_mean_``/``pixel_std_`` (standardise "zscore"),
+    ``pixel_sorted_`` ((n, H, W), the fitted images' sorted pixel values; standardise "ranks").
     """
 
     def __init__(self, n_blocks: int = 4, order: str = "time", substeps: str = "pixel",
@@ -132,12 +137,17 @@ class DualSpace:
         x = x[:, None, :] if x.ndim == 2 else x
         if not fitting and tuple(x.shape[1:]) != self.shape_:
             raise InputError(f"images of shape {x.shape[1:]} given to a DualSpace fitted on {self.shape_}")
-        if self.standardise:
+        mode = _standardise_mode(self.standardise)
+        if mode == "zscore":
             if fitting:
                 self.pixel_mean_ = x.mean(axis=0)
                 std = x.std(axis=0)
                 self.pixel_std_ = np.where(std > 0, std, 1).astype(np.float32)
             x = ((x - self.pixel_mean_) / self.pixel_std_).astype(np.float32)
+        elif mode == "ranks":
+            if fitting:
+                self.pixel_sorted_ = np.sort(x, axis=0)
+            x = normal_scores(x, self.pixel_sorted_)
         return x
 
     def fit(self, images) -> DualSpace:
@@ -237,6 +247,9 @@ class DualSpace:
         import torch
 
         self._check_fitted()
+        if _standardise_mode(self.standardise) == "ranks":
+            raise ConfigError("gradient: F is piecewise constant in the images with standardise 'ranks' "
+                              "(normal scores); fit with standardise True for gradients")
         x = self._as_images(images, fitting=False)
         _, grad = self.dual_function().value_and_grad(torch.as_tensor(x))
         grad = grad.cpu().numpy()
@@ -284,7 +297,8 @@ class DualSpace:
                    **{k: v for k, v in self.summary().items() if k not in ("steps", "n_steps")},
                    "min_ess": self.min_ess_,
                    **{name: None if getattr(self, name, None) is None else np.asarray(getattr(self, name)).tolist()
-                      for name in ("fit_F_", "reference_F_", "reference_steps_", "pixel_mean_", "pixel_std_")}}
+                      for name in ("fit_F_", "reference_F_", "reference_steps_", "pixel_mean_", "pixel_std_",
+                                   "pixel_sorted_")}}
         tmp_folder = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp_folder, ignore_errors=True)
         try:
@@ -324,12 +338,39 @@ class DualSpace:
         space.shape_, space.vectors_, space.n_fit_ = tuple(content["shape"]), content["vectors"], content["n_fit"]
         space.tc_, space.tc_stderr_, space.min_ess_ = content["tc"], content["stderr"], content["min_ess"]
         space.lo_, space.hi_ = content["lo"], content["hi"]
-        for name in ("fit_F_", "reference_F_", "reference_steps_", "pixel_mean_", "pixel_std_"):
+        for name in ("fit_F_", "reference_F_", "reference_steps_", "pixel_mean_", "pixel_std_", "pixel_sorted_"):
             value = content[name]
             dtype = np.float32 if name.startswith("pixel") else np.float64
             setattr(space, name, None if value is None else np.asarray(value, dtype=dtype))
         space._build_critics()
         return space
+
+
+def _standardise_mode(standardise) -> str | None:
+    """None, "zscore" or "ranks" of a DualSpace ``standardise`` value (False/True/"zscore"/"ranks")."""
+    if standardise is False or standardise is None:
+        return None
+    if standardise is True or standardise == "zscore":
+        return "zscore"
+    if standardise == "ranks":
+        return "ranks"
+    raise ConfigError(f"standardise: must be False, True, 'zscore' or 'ranks', got {standardise!r}")
+
+
+def normal_scores(x: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """Φ⁻¹(u) of every pixel of x (m, H, W), u its mid-rank among ``sorted_values`` (n, H, W) (each pixel's
+    fitted values, ascending) over n + 1: (#below + #not above + 1) / (2(n + 1)), so a fitted value of rank r
+    gets r / (n + 1) (ties their mean rank) and every u lies in (0, 1). float32, same shape as x."""
+    from scipy.special import ndtri
+
+    n = len(sorted_values)
+    flat_x, flat_sorted = x.reshape(len(x), -1), sorted_values.reshape(n, -1)
+    u = np.empty(flat_x.shape, dtype=np.float64)
+    for pixel in range(flat_x.shape[1]):
+        below = np.searchsorted(flat_sorted[:, pixel], flat_x[:, pixel], side="left")
+        not_above = np.searchsorted(flat_sorted[:, pixel], flat_x[:, pixel], side="right")
+        u[:, pixel] = (below + not_above + 1) / (2 * (n + 1))
+    return ndtri(u).astype(np.float32).reshape(x.shape)
 
 
 def reference_samples(images, n_reference: int, seed: int = 0) -> np.ndarray:
@@ -347,18 +388,20 @@ def reference_samples(images, n_reference: int, seed: int = 0) -> np.ndarray:
 
 
 def estimate_tc(x, n_blocks: int = 1, order: str = "time", seed: int = 0, settings: StepSettings | None = None,
-                substeps: str = "pixel", device: str = "auto", progress: bool = False, n_jobs: int | None = -1
-                ) -> dict:
+                substeps: str = "pixel", device: str = "auto", progress: bool = False, n_jobs: int | None = -1,
+                marginals: str = "zscore") -> dict:
     """Total correlation of x (nats) along the path, without the dual window: a thin use of :class:`DualSpace`.
 
-    x: (n, d) vectors or (n, C, T) images; each pixel is z-scored first. settings: None is
+    x: (n, d) vectors or (n, C, T) images; each pixel is z-scored first (marginals "zscore") or mapped to
+    its normal scores ("ranks": the Gaussian copula, for skewed or heavy-tailed pixels; TC is unchanged by
+    either, see :class:`DualSpace` ``standardise``). settings: None is
     :data:`~dualdiv.estimators.settings.THOROUGH_TRAINING` (= ``dualdiv estimate``'s default budget:
     the bilinear critic, 5 cross-fitted folds on ``n_jobs`` threads, −1 = every usable core); pass
     ``StepSettings()`` for the pipeline's faster, less accurate budget. Returns {"tc", "stderr",
     "min_ess", "steps": [per-step records], "n_blocks", "order", "substeps"}.
     """
     space = DualSpace(n_blocks, order, substeps, training=THOROUGH_TRAINING if settings is None else settings,
-                      n_reference=0, standardise=True, seed=seed, device=device, progress=progress,
+                      n_reference=0, standardise=marginals, seed=seed, device=device, progress=progress,
                       n_jobs=n_jobs).fit(x)
     return {"tc": space.tc_, "stderr": space.tc_stderr_, "min_ess": space.min_ess_, "steps": space.steps_,
             "n_blocks": n_blocks, "order": order, "substeps": substeps}

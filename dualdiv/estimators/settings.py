@@ -153,7 +153,8 @@ class StepSettings:
 # at 1000 of 3000 iterations with the rate still high: −0.5 nats at 8 × 8), cross-fitted over 5 folds
 # so that every image is scored (one 20 % split scatters ±8 % at TC 20 even with the true critic), and the
 # fitted Gaussian term, which the network then corrects, seeing the fit among its inputs (one critic on
-# 6 000 fresh images, 8 × 8: 57.5 vs 55.7 nats at TC 60, true 60.1; 19.3 either way at TC 20).
+# 6 000 fresh images, 8 × 8: 57.5 vs 55.7 nats at TC 60, true 60.1; 19.3 either way at TC 20; used from
+# 4 training images a pixel, critics.GAUSSIAN_TERM_IMAGES_PER_PIXEL).
 # Measured in benchmarks/ESTIMATE_GAUSSIAN.md ("The default of `dualdiv estimate`").
 THOROUGH_TRAINING = StepSettings(critic=CriticSettings(kind="bilinear", relative_channels=True, dropout=0.0,
                                                         gaussian_term=True, gaussian_inputs=True),
