@@ -73,9 +73,13 @@ samples in DATA (.npy or .npz: an array (n, d) of vectors or (n, C, T) of images
 along the dependency-diffusion path: the pixels are ordered (--order) and cut into
 K blocks (--steps); step k trains one neural Donsker-Varadhan critic telling the data
 with blocks 1..k-1 independently permuted from the data with blocks 1..k permuted, and
-TC is the sum of the K held-out step bounds. Each pixel is z-scored first (TC does not
-change). Prints JSON: {"tc": nats, "stderr": nats, "steps": [{"step", "D", "stderr",
-...}], ...}; --save DIR keeps the fitted dual space (DualSpace.load(DIR) in Python).
+TC is the sum of the K held-out step bounds. Each pixel is first mapped to its normal
+scores (--marginals ranks, the default; --marginals zscore z-scores it): TC does not change
+under any increasing map of a variable, and on normal scores neither does the estimate
+(channels x time Gaussians through exp/cube/tanh maps, 8 x 8, TC 20: -5.8 % on normal
+scores, -45 % on z-scores). Prints JSON: {"tc": nats, "stderr": nats, "steps": [{"step",
+"D", "stderr", ...}], ...}; --save DIR keeps the fitted dual space (DualSpace.load(DIR) in
+Python; no gradient with --marginals ranks).
 
 Default budget (--budget thorough; THOROUGH_TRAINING in Python, estimate_tc's default):
 one step (its single-pixel sub-steps already walk the path), a critic g(tested value) .
@@ -156,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda, cuda:N")
     estimate.add_argument("--progress", action=argparse.BooleanOptionalAction,
                           help="progress bar per step on stderr (default: when stderr is a terminal)")
-    estimate.add_argument("--marginals", choices=("zscore", "ranks"), default="zscore",
-                          help="each variable z-scored (the default) or mapped to its normal scores (ranks: the "
-                               "Gaussian copula; TC is unchanged by either; for skewed or heavy-tailed data)")
+    estimate.add_argument("--marginals", choices=("ranks", "zscore"), default="ranks",
+                          help="each variable mapped to its normal scores (ranks, the default: the Gaussian copula, "
+                               "so skewed or heavy-tailed variables cost nothing) or z-scored; TC is unchanged by "
+                               "either")
     estimate.add_argument("--save", metavar="DIR", help="also save the fitted dual space to DIR")
 
     localize = add(

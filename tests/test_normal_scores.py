@@ -31,7 +31,8 @@ def test_the_estimate_on_normal_scores_ignores_increasing_maps_of_each_pixel():
     warped[:, 1] = x[:, 1] ** 3
     direct = estimate_tc(x, settings=QUICK, marginals="ranks")["tc"]
     assert estimate_tc(warped, settings=QUICK, marginals="ranks")["tc"] == direct
-    assert estimate_tc(warped, settings=QUICK)["tc"] != direct  # z-scores see the warps
+    assert estimate_tc(warped, settings=QUICK)["tc"] == direct  # normal scores are the default
+    assert estimate_tc(warped, settings=QUICK, marginals="zscore")["tc"] != direct  # z-scores see the warps
 
 
 def test_a_space_on_normal_scores_saves_loads_and_has_no_gradient(tmp_path):

@@ -389,12 +389,14 @@ def reference_samples(images, n_reference: int, seed: int = 0) -> np.ndarray:
 
 def estimate_tc(x, n_blocks: int = 1, order: str = "time", seed: int = 0, settings: StepSettings | None = None,
                 substeps: str = "pixel", device: str = "auto", progress: bool = False, n_jobs: int | None = -1,
-                marginals: str = "zscore") -> dict:
+                marginals: str = "ranks") -> dict:
     """Total correlation of x (nats) along the path, without the dual window: a thin use of :class:`DualSpace`.
 
-    x: (n, d) vectors or (n, C, T) images; each pixel is z-scored first (marginals "zscore") or mapped to
-    its normal scores ("ranks": the Gaussian copula, for skewed or heavy-tailed pixels; TC is unchanged by
-    either, see :class:`DualSpace` ``standardise``). settings: None is
+    x: (n, d) vectors or (n, C, T) images; each pixel is mapped to its normal scores first (marginals
+    "ranks", the default: the Gaussian copula, so skewed, heavy-tailed or bounded pixels cost nothing —
+    8 × 8 separable Gaussians at TC 20 through exp/cube/tanh maps read −5.8 % on normal scores and −45 %
+    on z-scores) or z-scored ("zscore"); TC is unchanged by either (:class:`DualSpace` ``standardise``).
+    settings: None is
     :data:`~dualdiv.estimators.settings.THOROUGH_TRAINING` (= ``dualdiv estimate``'s default budget:
     the bilinear critic, 5 cross-fitted folds on ``n_jobs`` threads, −1 = every usable core); pass
     ``StepSettings()`` for the pipeline's faster, less accurate budget. Returns {"tc", "stderr",
