@@ -77,7 +77,8 @@ TC is the sum of the K held-out step bounds. Each pixel is first mapped to its n
 scores (--marginals ranks, the default; --marginals zscore z-scores it): TC does not change
 under any increasing map of a variable, and on normal scores neither does the estimate
 (channels x time Gaussians through exp/cube/tanh maps, 8 x 8, TC 20: -5.8 % on normal
-scores, -45 % on z-scores). Prints JSON: {"tc": nats, "stderr": nats, "steps": [{"step",
+scores, -44 % on z-scores; on plain Gaussians normal scores read 0-0.2 nats below z-scores,
+0.4-0.8 at 8 x 8 TC 60). Prints JSON: {"tc": nats, "stderr": nats, "steps": [{"step",
 "D", "stderr", ...}], ...}; --save DIR keeps the fitted dual space (DualSpace.load(DIR) in
 Python; no gradient with --marginals ranks).
 
@@ -89,7 +90,7 @@ with an annealed learning rate, cross-fitted over 5 folds so every sample is sco
 a critic that did not see it, the folds on every core (--jobs). Its cost is set by the
 budget, hardly by n: on 2 CPU cores, N = 500, 68-84 s for d = 64 vectors, 87-122 s for
 8 x 8 images, 97-198 s for 16 x 16 and 4 x 64 (2026-12-04). On Gaussians of 500 samples
-with known TC 20 nats (benchmarks/ESTIMATE_GAUSSIAN.md, 3 seeds) it read -3.4 % (AR(1),
+with known TC 20 nats (benchmarks/ESTIMATE_GAUSSIAN.md, 3 seeds, z-scores) it read -3.4 % (AR(1),
 d = 64), -3.4 % (equicorrelated), -5.3 % (channels x time 8 x 8), -4.7 % (16 x 16),
 -2.8 % (4 x 64), every seed within 7.3 %; at TC 5 and 60 -2.9 % to -8.7 % (16 x 16 and
 8 x 8 at TC 5 the worst). 69 s for 30 x 3 x 64, 155 s for 98 EEG images of 14 x 128.

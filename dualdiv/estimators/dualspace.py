@@ -394,7 +394,7 @@ def estimate_tc(x, n_blocks: int = 1, order: str = "time", seed: int = 0, settin
 
     x: (n, d) vectors or (n, C, T) images; each pixel is mapped to its normal scores first (marginals
     "ranks", the default: the Gaussian copula, so skewed, heavy-tailed or bounded pixels cost nothing —
-    8 × 8 separable Gaussians at TC 20 through exp/cube/tanh maps read −5.8 % on normal scores and −45 %
+    8 × 8 separable Gaussians at TC 20 through exp/cube/tanh maps read −5.8 % on normal scores and −44 %
     on z-scores) or z-scored ("zscore"); TC is unchanged by either (:class:`DualSpace` ``standardise``).
     settings: None is
     :data:`~dualdiv.estimators.settings.THOROUGH_TRAINING` (= ``dualdiv estimate``'s default budget:
