@@ -188,6 +188,12 @@ def _gaussian_buffers(law: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "gauss_linear": law["mean"] / law["var"], "gauss_quadratic": (1 / law["var"] - precision) / 2}
 
 
+def _term_context(mean, precision, linear, quadratic):
+    """The Gaussian term's three context factors (of x_b, x_b² and 1) from the conditional mean and
+    precision and the marginal's μ/v and (1/v − 1/s²)/2: numpy arrays or torch tensors, broadcasting."""
+    return mean * precision - linear, quadratic, -mean**2 * precision / 2
+
+
 class Critic(nn.Module):
     """A critic: forward (B, 4, H, W) planes → (B,). Subclasses may evaluate sub-steps faster."""
 
@@ -412,9 +418,8 @@ class BilinearCritic(HybridCritic):
             law = _gaussian_buffers(gaussian_conditionals(x64[folds != k], rank_np))
             mean = x64[folds == k] @ law["gauss_coef"].T + law["gauss_offset"]  # (n_k, P)
             precision = law["gauss_precision"]
-            context[folds == k] = np.stack([mean * precision - law["gauss_linear"],
-                                            np.broadcast_to(law["gauss_quadratic"], mean.shape),
-                                            -mean**2 * precision / 2], axis=-1)
+            linear, quadratic, constant = _term_context(mean, precision, law["gauss_linear"], law["gauss_quadratic"])
+            context[folds == k] = np.stack([linear, np.broadcast_to(quadratic, mean.shape), constant], axis=-1)
             summary[folds == k] = np.stack([mean, np.broadcast_to(np.log(precision), mean.shape)], axis=-1)
         # not buffers: refitted (deterministically) before training or resuming, never needed after it
         self._training_context = torch.as_tensor(context, dtype=torch.float32, device=x.device)
@@ -434,8 +439,8 @@ class BilinearCritic(HybridCritic):
         else:
             mean = (images * self.gauss_coef[pixel]).sum(dim=1) + self.gauss_offset[pixel]
             precision = self.gauss_precision[pixel]
-            context = torch.stack([mean * precision - self.gauss_linear[pixel], self.gauss_quadratic[pixel],
-                                   -mean**2 * precision / 2], dim=1)
+            context = torch.stack(_term_context(mean, precision, self.gauss_linear[pixel],
+                                                self.gauss_quadratic[pixel]), dim=1)
             summary = torch.stack([mean, precision.log()], dim=1)
         return (self.gauss_weight * context, torch.stack([value, value**2, torch.ones_like(value)], dim=1),
                 summary)
